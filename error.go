@@ -1,0 +1,83 @@
+package writ
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies an [Error] for transports: httpapi maps each Kind to one
+// HTTP status, the CLI maps some to exit codes.
+type Kind int
+
+// Error kinds. The zero value is KindInternal, so an unset Kind never leaks
+// as something more permissive.
+const (
+	KindInternal        Kind = iota // a bug or an unavailable dependency; the message is generic
+	KindInvalid                     // the request is malformed or breaks a rule of the contract
+	KindUnauthenticated             // no valid credential
+	KindDenied                      // authenticated, but not allowed (policy, scope, role)
+	KindApprovalPending             // a human approval gate is open
+	KindNotFound                    // no such object
+	KindConflict                    // state conflict: a replay, a final run, a moved head
+	KindTooLarge                    // the body or an item is over its limit
+	KindUnavailable                 // temporarily refused (shutting down, frozen, overloaded)
+)
+
+var kindNames = [...]string{"internal", "invalid", "unauthenticated", "denied", "approval_pending", "not_found", "conflict", "too_large", "unavailable"}
+
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is the one error type whose Message is safe to show to the caller.
+// Code is a stable snake_case reason ("bad_signature", "replay"); Items
+// lists the offending items when there are several (an over-broad scope
+// lists every item outside its allowance). Decision and Approval name the
+// decision and approval the error refers to, when there is one.
+type Error struct {
+	Kind     Kind
+	Code     string
+	Message  string
+	Items    []string
+	Decision string
+	Approval string
+}
+
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return e.Message
+	}
+	return e.Code + ": " + e.Message
+}
+
+// Errorf returns an *Error of the given kind and code. The message must not
+// contain secrets or internal detail: it is shown to the caller.
+func Errorf(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorKind returns the Kind of the first *Error in err's chain, or
+// KindInternal when there is none.
+func ErrorKind(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) && e != nil {
+		return e.Kind
+	}
+	return KindInternal
+}
+
+// ErrorCode returns the Code of the first *Error in err's chain, "internal"
+// when there is none, and "" for a nil err.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) && e != nil {
+		return e.Code
+	}
+	return "internal"
+}
