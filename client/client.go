@@ -1,0 +1,195 @@
+// Package client is a typed Go client for writ's HTTP API, used by the CLI,
+// end-to-end tests and SDK users. It maps error responses back to
+// [writ.Error], so callers see the server's safe message and code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ"
+)
+
+// Client talks to one writ server.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for the server at baseURL, authenticating with token
+// (a human API token; empty for the public routes).
+func New(baseURL, token string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// String redacts the token.
+func (c *Client) String() string { return "client.Client{" + c.base + "}" }
+
+// Run is a run as the API returns it.
+type Run struct {
+	writ.Run
+	SPIFFEID string `json:"spiffeId"`
+}
+
+// StartRun posts a signed trigger (either wire form of DESIGN.md §4.1).
+func (c *Client) StartRun(ctx context.Context, signed []byte) (*Run, error) {
+	var run Run
+	err := c.do(ctx, http.MethodPost, "/v1/runs", bytes.NewReader(signed), &run)
+	return &run, err
+}
+
+// GetRun returns one run.
+func (c *Client) GetRun(ctx context.Context, id string) (*Run, error) {
+	var run Run
+	err := c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil, &run)
+	return &run, err
+}
+
+// ListRuns lists runs, newest first.
+func (c *Client) ListRuns(ctx context.Context, f writ.RunFilter) ([]Run, error) {
+	q := url.Values{}
+	if f.State != "" {
+		q.Set("state", string(f.State))
+	}
+	if f.Agent != "" {
+		q.Set("agent", f.Agent)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out struct {
+		Runs []Run `json:"runs"`
+	}
+	path := "/v1/runs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out.Runs, err
+}
+
+// Transition posts end, kill, suspend or resume for a run.
+func (c *Client) Transition(ctx context.Context, id, verb, reason string) (*Run, error) {
+	switch verb {
+	case "end", "kill", "suspend", "resume":
+	default:
+		return nil, fmt.Errorf("client: unknown run verb %q", verb)
+	}
+	body, _ := json.Marshal(map[string]string{"reason": reason})
+	var run Run
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/"+verb, bytes.NewReader(body), &run)
+	return &run, err
+}
+
+// Token is a newly created human API token.
+type Token struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	Human     string    `json:"human"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// CreateToken creates an API token for human (empty: the caller) valid for
+// ttl (zero: the server's default).
+func (c *Client) CreateToken(ctx context.Context, human string, ttl time.Duration) (*Token, error) {
+	req := map[string]string{}
+	if human != "" {
+		req["human"] = human
+	}
+	if ttl > 0 {
+		req["ttl"] = ttl.String()
+	}
+	body, _ := json.Marshal(req)
+	var tok Token
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", bytes.NewReader(body), &tok)
+	return &tok, err
+}
+
+// Ready reports whether the server answers /readyz.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/readyz", nil, nil)
+}
+
+// kindOf maps an HTTP status back to an error kind.
+func kindOf(status int, code string) writ.Kind {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType:
+		return writ.KindInvalid
+	case http.StatusUnauthorized:
+		return writ.KindUnauthenticated
+	case http.StatusForbidden:
+		if code == "approval_required" {
+			return writ.KindApprovalPending
+		}
+		return writ.KindDenied
+	case http.StatusNotFound:
+		return writ.KindNotFound
+	case http.StatusConflict:
+		return writ.KindConflict
+	case http.StatusRequestEntityTooLarge:
+		return writ.KindTooLarge
+	case http.StatusServiceUnavailable:
+		return writ.KindUnavailable
+	}
+	return writ.KindInternal
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
+	if c.base == "" {
+		return errors.New("no writ server: set WRIT_URL (for example http://127.0.0.1:7300)")
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach writ at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error struct {
+				Code     string   `json:"code"`
+				Message  string   `json:"message"`
+				Items    []string `json:"items"`
+				Decision string   `json:"decision"`
+				Approval string   `json:"approval"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
+			return &writ.Error{Kind: kindOf(resp.StatusCode, ""), Code: "http_" + strconv.Itoa(resp.StatusCode),
+				Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		}
+		e := eb.Error
+		return &writ.Error{Kind: kindOf(resp.StatusCode, e.Code), Code: e.Code, Message: e.Message, Items: e.Items, Decision: e.Decision, Approval: e.Approval}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode %s %s response: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/server"
+	"github.com/writ-dev/writ/trigger"
+)
+
+func init() {
+	register(&command{
+		name: "demo", summary: "run writ's main path end to end on an in-process server in a temporary directory",
+		example: "go run ./cmd/writ demo",
+		flags: func(fs *flag.FlagSet) any {
+			return fs.Bool("keep", false, "keep the temporary directory and print its path")
+		},
+		run: func(ctx context.Context, e *env, opts any, args []string) error {
+			if len(args) > 0 {
+				return usagef("demo takes no arguments")
+			}
+			return runDemo(ctx, e, *opts.(*bool))
+		},
+	})
+}
+
+// demo is a scripted walk through the foundation: every step checks what it
+// expects and the demo fails (non-zero exit) on any deviation.
+type demo struct {
+	e    *env
+	step int
+}
+
+func (d *demo) say(format string, args ...any) {
+	d.step++
+	fmt.Fprintf(d.e.stdout, "\n%d. %s\n", d.step, fmt.Sprintf(format, args...))
+}
+
+func (d *demo) detail(format string, args ...any) {
+	fmt.Fprintf(d.e.stdout, "   %s\n", fmt.Sprintf(format, args...))
+}
+
+func runDemo(ctx context.Context, e *env, keep bool) error {
+	dir, err := os.MkdirTemp("", "writ-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintf(e.stdout, "data directory: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	d := &demo{e: e}
+	cfg, dev, err := server.PrepareDev(dir, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	url, err := srv.Listen()
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if err := srv.FinishDev(ctx, dev, url); err != nil {
+		srv.Close()
+		return err
+	}
+	srvCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(srvCtx) }()
+	defer func() { stop(); <-done }()
+
+	d.say("A writ server is up at %s (SQLite in %s).", url, dir)
+	d.detail("dev human %q signs triggers with %s and holds an admin API token", dev.Human, dev.KeyFile)
+	keyPEM, err := os.ReadFile(dev.KeyFile)
+	if err != nil {
+		return err
+	}
+	key, err := trigger.LoadPrivateKey(keyPEM)
+	if err != nil {
+		return err
+	}
+	anon := client.New(url, "")
+	human := client.New(url, dev.Token)
+
+	d.say("The dev human signs a trigger: refactor-bot may edit acme/api for ticket jira:ENG-123, for 30 minutes.")
+	t := trigger.Template(time.Now(), dev.Human)
+	t.Ticket = writ.Ticket{System: "jira", ID: "ENG-123", URL: "https://jira.example.org/browse/ENG-123"}
+	t.Task = "Rename the config loader and update its tests."
+	payload, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return err
+	}
+	signed, err := trigger.SignDSSE(payload, writ.TriggerPayloadType, key)
+	if err != nil {
+		return err
+	}
+	d.detail("DSSE envelope, %d bytes, payload type %s", len(signed), writ.TriggerPayloadType)
+
+	d.say("The signed trigger is its own credential: POST /v1/runs starts the run.")
+	run, err := anon.StartRun(ctx, signed)
+	if err != nil {
+		return fmt.Errorf("starting the run: %w", err)
+	}
+	d.detail("run       %s", run.ID)
+	d.detail("identity  %s", run.SPIFFEID)
+	d.detail("deadline  %s (hard; the run expires then whatever it is doing)", run.Deadline.Format(time.RFC3339))
+
+	d.say("A human looks at the run (GET /v1/runs/{id}, with an API token).")
+	got, err := human.GetRun(ctx, string(run.ID))
+	if err != nil {
+		return err
+	}
+	if got.State != writ.RunActive || got.TriggerDigest == "" {
+		return fmt.Errorf("demo: want an active run with a trigger digest, got state %q digest %q", got.State, got.TriggerDigest)
+	}
+	d.detail("state %s, issuer %s, trigger digest %s", got.State, got.Issuer, got.TriggerDigest)
+	if _, err := anon.GetRun(ctx, string(run.ID)); writ.ErrorCode(err) != "missing_credential" {
+		return fmt.Errorf("demo: reading a run without a credential: want missing_credential, got %v", err)
+	}
+	d.detail("without a credential: refused (missing_credential)")
+
+	d.say("Someone tampers with the signed trigger: one byte of the payload changes.")
+	var env map[string]any
+	if err := json.Unmarshal(signed, &env); err != nil {
+		return err
+	}
+	tampered := []byte(string(payload))
+	copy(tampered[len(tampered)-40:], []byte("X"))
+	env["payload"] = tampered
+	tb, _ := json.Marshal(env)
+	if err := expectRefusal(d, anon, tb, "bad_signature"); err != nil {
+		return err
+	}
+
+	d.say("Someone replays the original signed trigger to start a second run.")
+	if err := expectRefusal(d, anon, signed, "replay"); err != nil {
+		return err
+	}
+
+	d.say("The dev human signs a trigger asking for more than the profile allows.")
+	wide := trigger.Template(time.Now(), dev.Human)
+	wide.Scope.Tools = append(wide.Scope.Tools, "shell:net", "web:fetch")
+	wide.Scope.Hosts = []string{"evil.example.com"}
+	wide.Scope.Repos = append(wide.Scope.Repos, writ.RepoScope{Name: "other/secret-repo", Base: "main"})
+	wp, _ := json.Marshal(wide)
+	ws, err := trigger.SignDSSE(wp, writ.TriggerPayloadType, key)
+	if err != nil {
+		return err
+	}
+	if err := expectRefusal(d, anon, ws, "scope_too_broad"); err != nil {
+		return err
+	}
+
+	d.say("The human ends the run; the end is final.")
+	ended, err := human.Transition(ctx, string(run.ID), "end", "ENG-123 done")
+	if err != nil {
+		return err
+	}
+	d.detail("run %s is %s", ended.ID, ended.State)
+	if _, err := human.Transition(ctx, string(run.ID), "resume", ""); writ.ErrorCode(err) != "run_final" {
+		return fmt.Errorf("demo: resuming an ended run: want run_final, got %v", err)
+	}
+	d.detail("resuming it: refused (run_final)")
+
+	d.say("Every state change above was written with its audit event in the same transaction:")
+	evs, err := srv.Store().Events(ctx, 0, 100)
+	if err != nil {
+		return err
+	}
+	want := []string{writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev.Type)
+		var parsed writ.Event
+		_ = json.Unmarshal(ev.Body, &parsed)
+		extra := ""
+		if c, ok := parsed.Details["code"]; ok {
+			extra = fmt.Sprintf(" (%v)", c)
+		}
+		d.detail("#%d %-17s %s%s", ev.Pos, ev.Type, parsed.Actor, extra)
+	}
+	if fmt.Sprint(types) != fmt.Sprint(want) {
+		return fmt.Errorf("demo: events: want %v, got %v", want, types)
+	}
+	d.detail("the tampered trigger left no event: a signature that does not verify authenticates no one, so it only counts in metrics")
+	fmt.Fprintf(e.stdout, "\ndemo ok\n")
+	return nil
+}
+
+func expectRefusal(d *demo, c *client.Client, body []byte, code string) error {
+	_, err := c.StartRun(context.Background(), body)
+	var we *writ.Error
+	if !errors.As(err, &we) || we.Code != code {
+		return fmt.Errorf("demo: want refusal %q, got %v", code, err)
+	}
+	d.detail("refused: %s — %s", we.Code, we.Message)
+	for _, it := range we.Items {
+		d.detail("  outside the allowance: %s", it)
+	}
+	return nil
+}

@@ -1,0 +1,306 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/internal/strictjson"
+	"github.com/writ-dev/writ/trigger"
+)
+
+// Store is what the API needs from storage.
+type Store interface {
+	CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRecord, events ...*writ.Event) error
+	GetRun(ctx context.Context, id writ.RunID) (*writ.Run, error)
+	ListRuns(ctx context.Context, f writ.RunFilter) ([]*writ.Run, error)
+	TransitionRun(ctx context.Context, id writ.RunID, to writ.RunState, reason string, ev *writ.Event) (*writ.Run, error)
+	RecordRefusal(ctx context.Context, digest, code string, expiresAt time.Time, ev *writ.Event) (bool, error)
+	CreateToken(ctx context.Context, t *writ.HumanToken, ev *writ.Event) error
+	GetToken(ctx context.Context, id string) (*writ.HumanToken, error)
+	CountRuns(ctx context.Context) (map[writ.RunState]int, error)
+	Ping(ctx context.Context) error
+}
+
+// Config holds the API's dependencies.
+type Config struct {
+	Store       Store
+	Ring        *trigger.KeyRing
+	Rules       *trigger.Rules
+	Humans      map[string]*writ.Signer // configured human signers by name
+	TrustDomain string
+	Logger      *slog.Logger
+	Now         func() time.Time
+	Registry    *prometheus.Registry // metrics are registered here; nil makes a private one
+	// OnRunCreated is called after a run is committed, so background loops
+	// (the expiry loop) can wake; may be nil.
+	OnRunCreated func(*writ.Run)
+}
+
+// API serves writ's HTTP API.
+type API struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	junkLog *limiter
+	mux     *http.ServeMux
+	ready   func(context.Context) error
+}
+
+// Body limits.
+const (
+	maxTriggerBody = 64 << 10
+	maxBody        = 1 << 20
+)
+
+// New returns an API serving cfg.
+func New(cfg Config) *API {
+	a := &API{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.log = a.log.With("component", "httpapi")
+	if a.now == nil {
+		a.now = time.Now
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	a.metrics = newMetrics(reg, cfg.Store)
+	a.junkLog = &limiter{every: time.Second}
+	a.mux = http.NewServeMux()
+	a.routes(reg)
+	return a
+}
+
+// handlerFunc is a handler that returns an error, written by [API.handle].
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// routes is the one table of every endpoint this package serves.
+func (a *API) routes(reg *prometheus.Registry) {
+	a.route("GET /healthz", a.public(a.healthz))
+	a.route("GET /readyz", a.public(a.readyz))
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	a.route("POST /v1/runs", a.public(a.startRun))
+	a.route("GET /v1/runs", a.human(a.listRuns))
+	a.route("GET /v1/runs/{id}", a.human(a.showRun))
+	a.route("POST /v1/runs/{id}/end", a.human(a.transition(writ.RunEnded, false)))
+	a.route("POST /v1/runs/{id}/suspend", a.human(a.transition(writ.RunSuspended, false)))
+	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
+	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive, true)))
+
+	a.route("POST /v1/tokens", a.human(a.createToken))
+}
+
+func (a *API) route(pattern string, h handlerFunc) {
+	_, path, _ := strings.Cut(pattern, " ")
+	a.mux.Handle(pattern, a.instrument(path, h))
+}
+
+// ServeHTTP serves the API. Unknown routes get a JSON 404.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// mux.Handler finds the pattern; mux.ServeHTTP (not the handler it
+	// returned) sets the request's path values.
+	if _, pattern := a.mux.Handler(r); pattern == "" {
+		a.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) error {
+			if r.Method != http.MethodGet && r.Method != http.MethodPost {
+				return writ.Errorf(writ.KindNotFound, "no_route", "%s %s is not a writ API route", r.Method, r.URL.Path)
+			}
+			return writ.Errorf(writ.KindNotFound, "no_route", "%s is not a writ API route; see DESIGN.md §4.8", r.URL.Path)
+		}).ServeHTTP(w, r)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// instrument wraps a handler with a request id, panic recovery, metrics,
+// body limits and the error adapter.
+func (a *API) instrument(route string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var idb [8]byte
+		_, _ = rand.Read(idb[:])
+		rid := hex.EncodeToString(idb[:])
+		w.Header().Set("X-Request-Id", rid)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, rid))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				a.log.ErrorContext(r.Context(), "panic in handler", slog.String("request_id", rid), slog.String("route", route), slog.Any("panic", p))
+				if sw.status == 0 {
+					a.writeError(sw, r, errors.New("panic"))
+				}
+			}
+			a.metrics.observe(route, r.Method, sw.status, time.Since(start))
+		}()
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, _ := mime.ParseMediaType(ct)
+			if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
+				a.writeError(sw, r, writ.Errorf(writ.KindInvalid, "unsupported_media_type", "form-encoded bodies are not accepted; send application/json"))
+				return
+			}
+		}
+		limit := int64(maxBody)
+		if route == "/v1/runs" && r.Method == http.MethodPost {
+			limit = maxTriggerBody
+		}
+		r.Body = http.MaxBytesReader(sw, r.Body, limit)
+		if err := h(sw, r); err != nil {
+			a.writeError(sw, r, err)
+		}
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// statusOf is the one table from error kind to HTTP status.
+var statusOf = map[writ.Kind]int{
+	writ.KindInternal:        http.StatusInternalServerError,
+	writ.KindInvalid:         http.StatusBadRequest,
+	writ.KindUnauthenticated: http.StatusUnauthorized,
+	writ.KindDenied:          http.StatusForbidden,
+	writ.KindApprovalPending: http.StatusForbidden,
+	writ.KindNotFound:        http.StatusNotFound,
+	writ.KindConflict:        http.StatusConflict,
+	writ.KindTooLarge:        http.StatusRequestEntityTooLarge,
+	writ.KindUnavailable:     http.StatusServiceUnavailable,
+}
+
+// ErrorBody is the JSON error envelope of DESIGN.md §4.8.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of [ErrorBody].
+type ErrorDetail struct {
+	Code     string   `json:"code"`
+	Message  string   `json:"message"`
+	Items    []string `json:"items,omitempty"`
+	Decision string   `json:"decision,omitempty"`
+	Approval string   `json:"approval,omitempty"`
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var we *writ.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &we):
+	case errors.As(err, &mbe):
+		we = writ.Errorf(writ.KindTooLarge, "too_large", "request body is over the %d-byte limit", mbe.Limit)
+	default:
+		rid, _ := r.Context().Value(requestIDKey).(string)
+		a.log.ErrorContext(r.Context(), "internal error", slog.String("request_id", rid), slog.String("path", r.URL.Path), slog.Any("error", err))
+		we = &writ.Error{Kind: writ.KindInternal, Code: "internal", Message: "internal error (request " + rid + ")"}
+	}
+	status := statusOf[we.Kind]
+	if status == 0 {
+		status = http.StatusInternalServerError
+	}
+	if we.Kind == writ.KindUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
+	}
+	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: we.Code, Message: we.Message, Items: we.Items, Decision: we.Decision, Approval: we.Approval}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// decodeBody reads a JSON request body strictly into v. An empty body
+// leaves v untouched.
+func decodeBody(r *http.Request, v any) error {
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	if err := strictjson.Decode(data, v); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return writ.Errorf(writ.KindInvalid, se.Code, "request body: %s", se.Error())
+		}
+		return writ.Errorf(writ.KindInvalid, "invalid_body", "request body: %s", err)
+	}
+	return nil
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.cfg.Store.Ping(ctx); err != nil {
+		a.log.WarnContext(ctx, "not ready", slog.Any("error", err))
+		return writ.Errorf(writ.KindUnavailable, "store_unavailable", "the store does not answer")
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// limiter lets one log line through per interval and counts the rest.
+type limiter struct {
+	mu         sync.Mutex
+	every      time.Duration
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a line may be logged now, and how many were
+// suppressed since the last one that was.
+func (l *limiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.last) < l.every {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
+}

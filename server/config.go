@@ -1,0 +1,354 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/internal/strictjson"
+)
+
+// fileConfig is writ.yaml as written (DESIGN.md §4.10). It is decoded
+// strictly: an unknown, duplicate or case-variant key is an error that
+// names the key. Each issue grows it without renaming what exists.
+type fileConfig struct {
+	PublicURL   string         `json:"publicURL"`
+	TrustDomain string         `json:"trustDomain"`
+	Listen      string         `json:"listen"`
+	DataDir     string         `json:"dataDir"`
+	Store       string         `json:"store"`
+	Durability  string         `json:"durability"`
+	Keys        fileKeys       `json:"keys"`
+	Signers     []fileSigner   `json:"signers"`
+	Agents      []fileAgent    `json:"agents"`
+	Profiles    []fileProfile  `json:"profiles"`
+	Log         fileLog        `json:"log"`
+	Triggers    fileTriggers   `json:"triggers"`
+	Runs        fileRunsConfig `json:"runs"`
+}
+
+type fileKeys struct {
+	Identity string `json:"identity"`
+	Log      string `json:"log"`
+	Attest   string `json:"attest"`
+}
+
+type fileSigner struct {
+	Name   string   `json:"name"`
+	Kind   string   `json:"kind"`
+	Groups []string `json:"groups"`
+	Keys   []string `json:"keys"`
+	May    struct {
+		Agents   []string `json:"agents"`
+		Profiles []string `json:"profiles"`
+	} `json:"may"`
+}
+
+type fileAgent struct {
+	Name     string   `json:"name"`
+	Owner    string   `json:"owner"`
+	Profiles []string `json:"profiles"`
+	Repos    []string `json:"repos"`
+}
+
+type fileProfile struct {
+	Name         string        `json:"name"`
+	MaxDuration  writ.Duration `json:"maxDuration"`
+	Tools        []string      `json:"tools"`
+	Hosts        []string      `json:"hosts"`
+	Environments []string      `json:"environments"`
+	Secrets      bool          `json:"secrets"`
+}
+
+type fileLog struct {
+	Format string `json:"format"` // text (default) or json
+	Level  string `json:"level"`  // debug, info (default), warn, error
+}
+
+type fileTriggers struct {
+	Leeway      writ.Duration `json:"leeway"`      // clock skew allowed; default and maximum 60s
+	MaxLifetime writ.Duration `json:"maxLifetime"` // expiresAt-issuedAt cap; default 24h
+}
+
+type fileRunsConfig struct {
+	ExpiryInterval writ.Duration `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
+}
+
+// Config is the typed configuration of a writ server, built from a file by
+// [LoadConfig] or by hand, and checked by [Config.Validate].
+type Config struct {
+	PublicURL   string
+	TrustDomain string
+	Listen      string
+	DataDir     string
+	Store       string // sqlite:///path or a file path
+	Durability  string // normal or full
+	Keys        KeyPaths
+
+	Signers  []SignerConfig
+	Agents   []*writ.Agent
+	Profiles []*writ.Profile
+
+	LogFormat string
+	LogLevel  string
+
+	TriggerLeeway      time.Duration
+	TriggerMaxLifetime time.Duration
+	ExpiryInterval     time.Duration
+
+	// Path is the file the config was loaded from, if any.
+	Path string
+}
+
+// KeyPaths are the files of the three private keys (DESIGN.md §4.7).
+type KeyPaths struct {
+	Identity string // ES256 PEM: signs JWT-SVIDs
+	Log      string // Ed25519 note key: signs checkpoints
+	Attest   string // ECDSA P-256 PEM: signs attestations
+}
+
+// SignerConfig is a signer with its public keys as configured.
+type SignerConfig struct {
+	writ.Signer
+	Keys []string
+}
+
+// DefaultConfig returns the defaults every loaded config starts from.
+func DefaultConfig() Config {
+	return Config{
+		PublicURL:          "http://127.0.0.1:7300",
+		Listen:             "127.0.0.1:7300",
+		DataDir:            "data",
+		Durability:         "normal",
+		Keys:               KeyPaths{Identity: "keys/identity.pem", Log: "keys/log.key", Attest: "keys/attest.pem"},
+		LogFormat:          "text",
+		LogLevel:           "info",
+		TriggerLeeway:      60 * time.Second,
+		TriggerMaxLifetime: 24 * time.Hour,
+		ExpiryInterval:     time.Second,
+	}
+}
+
+// LoadConfig reads and validates a writ.yaml. Relative paths in it are
+// relative to the file's directory.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(data, filepath.Dir(path))
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+// ParseConfig decodes a writ.yaml strictly and validates it; relative paths
+// are resolved against baseDir.
+func ParseConfig(data []byte, baseDir string) (Config, error) {
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse yaml: %w", err)
+	}
+	var fc fileConfig
+	if err := strictjson.Decode(js, &fc); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) && se.Code == "unknown_field" {
+			return Config{}, fmt.Errorf("unknown key: %s (see the config reference in docs/config.md)", se.Msg)
+		}
+		return Config{}, fmt.Errorf("decode: %w", err)
+	}
+	cfg := DefaultConfig()
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.PublicURL, fc.PublicURL)
+	set(&cfg.TrustDomain, fc.TrustDomain)
+	set(&cfg.Listen, fc.Listen)
+	set(&cfg.DataDir, fc.DataDir)
+	set(&cfg.Store, fc.Store)
+	set(&cfg.Durability, fc.Durability)
+	set(&cfg.Keys.Identity, fc.Keys.Identity)
+	set(&cfg.Keys.Log, fc.Keys.Log)
+	set(&cfg.Keys.Attest, fc.Keys.Attest)
+	set(&cfg.LogFormat, fc.Log.Format)
+	set(&cfg.LogLevel, fc.Log.Level)
+	if fc.Triggers.Leeway != 0 {
+		cfg.TriggerLeeway = fc.Triggers.Leeway.D()
+	}
+	if fc.Triggers.MaxLifetime != 0 {
+		cfg.TriggerMaxLifetime = fc.Triggers.MaxLifetime.D()
+	}
+	if fc.Runs.ExpiryInterval != 0 {
+		cfg.ExpiryInterval = fc.Runs.ExpiryInterval.D()
+	}
+	for _, s := range fc.Signers {
+		cfg.Signers = append(cfg.Signers, SignerConfig{
+			Signer: writ.Signer{Name: s.Name, Kind: writ.SignerKind(s.Kind), Groups: s.Groups,
+				MayAgents: s.May.Agents, MayProfiles: s.May.Profiles},
+			Keys: s.Keys,
+		})
+	}
+	for _, a := range fc.Agents {
+		cfg.Agents = append(cfg.Agents, &writ.Agent{Name: a.Name, Owner: a.Owner, Profiles: a.Profiles, Repos: a.Repos})
+	}
+	for _, p := range fc.Profiles {
+		cfg.Profiles = append(cfg.Profiles, &writ.Profile{Name: p.Name, MaxDuration: p.MaxDuration.D(),
+			Tools: p.Tools, Hosts: p.Hosts, Environments: p.Environments, Secrets: p.Secrets})
+	}
+	cfg.resolve(baseDir)
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// resolve makes relative paths absolute against dir and fills the store DSN.
+func (c *Config) resolve(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	c.DataDir = abs(c.DataDir)
+	c.Keys.Identity = abs(c.Keys.Identity)
+	c.Keys.Log = abs(c.Keys.Log)
+	c.Keys.Attest = abs(c.Keys.Attest)
+	switch {
+	case c.Store == "":
+		c.Store = "sqlite://" + filepath.Join(c.DataDir, "writ.db")
+	case strings.HasPrefix(c.Store, "sqlite://"):
+		p := strings.TrimPrefix(c.Store, "sqlite://")
+		c.Store = "sqlite://" + abs(p)
+	}
+}
+
+// Validate checks the config as a whole and returns the first problem with
+// the key it concerns.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("publicURL %q: want an absolute http(s) URL such as https://writ.example.org", c.PublicURL)
+	}
+	if c.TrustDomain == "" {
+		return fmt.Errorf("trustDomain is required (for example writ.example.org)")
+	}
+	if err := validTrustDomain(c.TrustDomain); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: want host:port such as 127.0.0.1:7300", c.Listen)
+	}
+	if c.Durability != "normal" && c.Durability != "full" {
+		return fmt.Errorf("durability %q: want normal or full", c.Durability)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("log.format %q: want text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	if c.TriggerLeeway < 0 || c.TriggerLeeway > 60*time.Second {
+		return fmt.Errorf("triggers.leeway %v: must be between 0s and 60s", c.TriggerLeeway)
+	}
+	if c.TriggerMaxLifetime <= 0 || c.TriggerMaxLifetime > 7*24*time.Hour {
+		return fmt.Errorf("triggers.maxLifetime %v: must be positive and at most 168h", c.TriggerMaxLifetime)
+	}
+	if c.ExpiryInterval <= 0 || c.ExpiryInterval > time.Minute {
+		return fmt.Errorf("runs.expiryInterval %v: must be positive and at most 1m", c.ExpiryInterval)
+	}
+	names := map[string]string{}
+	claim := func(kind, name string) error {
+		if !writ.ValidName(name) {
+			return fmt.Errorf("%s name %q: want lowercase letters, digits, '.', '_' or '-'", kind, name)
+		}
+		if prev, ok := names[kind+"/"+name]; ok {
+			return fmt.Errorf("%s %q is defined twice (%s)", kind, name, prev)
+		}
+		names[kind+"/"+name] = kind
+		return nil
+	}
+	profiles := map[string]bool{}
+	for i, p := range c.Profiles {
+		if err := claim("profile", p.Name); err != nil {
+			return fmt.Errorf("profiles[%d]: %w", i, err)
+		}
+		profiles[p.Name] = true
+		if p.MaxDuration <= 0 {
+			return fmt.Errorf("profiles[%d] %q: maxDuration must be a positive duration such as \"1h\"", i, p.Name)
+		}
+		for _, t := range p.Tools {
+			if err := writ.ValidateToolPattern(t); err != nil {
+				return fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
+			}
+		}
+		for _, h := range p.Hosts {
+			if err := writ.ValidateHostPattern(h); err != nil {
+				return fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
+			}
+		}
+	}
+	humans := map[string]bool{}
+	for i, s := range c.Signers {
+		if err := claim("signer", s.Name); err != nil {
+			return fmt.Errorf("signers[%d]: %w", i, err)
+		}
+		if s.Kind != writ.SignerHuman && s.Kind != writ.SignerSystem {
+			return fmt.Errorf("signers[%d] %q: kind %q: want human or system", i, s.Name, s.Kind)
+		}
+		if s.Kind == writ.SignerHuman {
+			humans[s.Name] = true
+		}
+		if len(s.Keys) == 0 {
+			return fmt.Errorf("signers[%d] %q: at least one public key is required", i, s.Name)
+		}
+		for _, p := range s.MayProfiles {
+			if !strings.Contains(p, "*") && !profiles[p] {
+				return fmt.Errorf("signers[%d] %q: may.profiles names unknown profile %q", i, s.Name, p)
+			}
+		}
+	}
+	for i, a := range c.Agents {
+		if err := claim("agent", a.Name); err != nil {
+			return fmt.Errorf("agents[%d]: %w", i, err)
+		}
+		if !humans[a.Owner] {
+			return fmt.Errorf("agents[%d] %q: owner %q must be a configured human signer", i, a.Name, a.Owner)
+		}
+		for _, p := range a.Profiles {
+			if !profiles[p] {
+				return fmt.Errorf("agents[%d] %q: unknown profile %q", i, a.Name, p)
+			}
+		}
+		for _, r := range a.Repos {
+			if err := writ.ValidateRepoPattern(r); err != nil {
+				return fmt.Errorf("agents[%d] %q: %w", i, a.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func validTrustDomain(td string) error {
+	if len(td) > 255 || td != strings.ToLower(td) || strings.ContainsAny(td, "/:@ ") {
+		return fmt.Errorf("trustDomain %q: want a lowercase DNS-like name such as writ.example.org", td)
+	}
+	for _, c := range td {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("trustDomain %q: character %q is not allowed in a SPIFFE trust domain", td, c)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,288 @@
+// Package server is the composition root of `writ serve`: it turns a
+// [Config] into a running server — store, keys, trigger rules, HTTP API and
+// the background loops (run expiry, replay-cache pruning) — and orders
+// their shutdown. It owns no business logic. It is part of the writ server
+// and has no API stability.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/sqlstore"
+	"github.com/writ-dev/writ/trigger"
+)
+
+// Server is a configured, not yet running writ server.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	store *sqlstore.DB
+	keys  *Keys
+	api   *httpapi.API
+	http  *http.Server
+	ln    net.Listener
+	wake  chan struct{}
+}
+
+// Options are the parts of a server that are not configuration.
+type Options struct {
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
+}
+
+// New opens the store, loads the keys and builds the API. Call Close if
+// Run is never called.
+func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1)}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	keys, err := LoadKeys(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	s.keys = keys
+	ring, rules, err := TriggerRules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: cfg.Store, Durability: cfg.Durability, Logger: s.log, Now: s.now})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
+	}
+	s.store = store
+	humans := map[string]*writ.Signer{}
+	for i := range cfg.Signers {
+		if cfg.Signers[i].Kind == writ.SignerHuman {
+			humans[cfg.Signers[i].Name] = &cfg.Signers[i].Signer
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.api = httpapi.New(httpapi.Config{
+		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
+		Logger: s.log, Now: s.now, Registry: reg,
+		OnRunCreated: func(*writ.Run) { s.poke() },
+	})
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// TriggerRules turns the configured signers, agents and profiles into the
+// trigger key ring and rules.
+func TriggerRules(cfg Config) (*trigger.KeyRing, *trigger.Rules, error) {
+	ring := trigger.NewKeyRing()
+	rules := &trigger.Rules{
+		Signers: map[string]*writ.Signer{}, Agents: map[string]*writ.Agent{}, Profiles: map[string]*writ.Profile{},
+		Leeway: cfg.TriggerLeeway, MaxLifetime: cfg.TriggerMaxLifetime,
+	}
+	for i := range cfg.Signers {
+		sc := &cfg.Signers[i]
+		for j, k := range sc.Keys {
+			if _, err := ring.Add(sc.Name, k); err != nil {
+				return nil, nil, fmt.Errorf("signers[%d] %q keys[%d]: %w", i, sc.Name, j, err)
+			}
+		}
+		rules.Signers[sc.Name] = &sc.Signer
+	}
+	for _, a := range cfg.Agents {
+		rules.Agents[a.Name] = a
+	}
+	for _, p := range cfg.Profiles {
+		rules.Profiles[p.Name] = p
+	}
+	return ring, rules, nil
+}
+
+// Store returns the server's store (for `writ token create --bootstrap`
+// and tests).
+func (s *Server) Store() *sqlstore.DB { return s.store }
+
+// Listen binds the configured address (port 0 picks a free port) and
+// returns the URL the server answers on.
+func (s *Server) Listen() (string, error) {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return "", fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	s.ln = ln
+	url := "http://" + ln.Addr().String()
+	// A config that asked for any free port cannot have known the public
+	// URL: it is the address actually bound.
+	if strings.HasSuffix(s.cfg.PublicURL, ":0") {
+		s.cfg.PublicURL = url
+	}
+	return url, nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully: the HTTP
+// server stops accepting and drains (up to 10 s), the loops stop, and the
+// store is closed last, so every acknowledged write is committed.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if _, err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	s.log.InfoContext(ctx, "writ serving", slog.String("addr", s.ln.Addr().String()), slog.String("public_url", s.cfg.PublicURL),
+		slog.String("trust_domain", s.cfg.TrustDomain), slog.String("store", redactDSN(s.cfg.Store)))
+	loopCtx, stopLoops := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(loopCtx)
+	g.Go(func() error { return s.expiryLoop(gctx) })
+	g.Go(func() error { return s.pruneLoop(gctx) })
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(s.ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	case <-gctx.Done():
+		err = g.Wait()
+	}
+	s.log.Info("writ shutting down")
+	shCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if e := s.http.Shutdown(shCtx); e != nil && err == nil {
+		err = e
+	}
+	stopLoops()
+	if e := g.Wait(); e != nil && !errors.Is(e, context.Canceled) && err == nil {
+		err = e
+	}
+	if e := s.store.Close(); e != nil && err == nil {
+		err = e
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases the store when Run was never called.
+func (s *Server) Close() error { return s.store.Close() }
+
+func (s *Server) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// expiryLoop expires runs at their deadline. It sleeps until the earliest
+// deadline, at most ExpiryInterval, and wakes early when a run starts.
+func (s *Server) expiryLoop(ctx context.Context) error {
+	for {
+		now := s.now()
+		expired, err := s.store.ExpireRuns(ctx, now, 500)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.ErrorContext(ctx, "expire runs", slog.Any("error", err))
+		}
+		for _, r := range expired {
+			s.log.InfoContext(ctx, "run expired", slog.String("run", string(r.ID)), slog.Time("deadline", r.Deadline))
+		}
+		wait := s.cfg.ExpiryInterval
+		if len(expired) == 500 {
+			wait = 0
+		} else if next, ok, err := s.store.NextDeadline(ctx); err == nil && ok {
+			if d := next.Sub(s.now()); d < wait {
+				wait = max(d, 0)
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-s.wake:
+			t.Stop()
+		}
+	}
+}
+
+// pruneLoop forgets trigger ids once they can no longer be replayed (their
+// expiry plus the leeway has passed).
+func (s *Server) pruneLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		if _, err := s.store.PruneTriggers(ctx, s.now().Add(-s.cfg.TriggerLeeway-time.Minute)); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "prune triggers", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// redactDSN hides a password in a database URL.
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if at := strings.LastIndex(dsn, "@"); at > i {
+			if colon := strings.Index(dsn[i+3:at], ":"); colon >= 0 {
+				return dsn[:i+3+colon] + ":REDACTED" + dsn[at:]
+			}
+		}
+	}
+	return dsn
+}
+
+// NewLogger returns the slog logger the config asks for, writing to w.
+func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	lvl, err := parseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log.level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
