@@ -161,4 +161,3 @@ func version() string {
 	}
 	return v
 }
-
