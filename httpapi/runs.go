@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/trigger"
@@ -84,6 +85,10 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)})
 }
 
+// refusalMemory is how long past a refused trigger's expiry its refusal is
+// remembered for de-duplication.
+const refusalMemory = 24 * time.Hour
+
 // RunView is a run as the API shows it.
 type RunView struct {
 	*writ.Run
@@ -120,11 +125,13 @@ func (a *API) refuse(r *http.Request, v *trigger.Verified, cause error) error {
 		subject = "trigger:" + v.Digest
 	}
 	ev := &writ.Event{Type: writ.EventTriggerRefused, Actor: writ.SignerActor(v.Signer), Subject: subject, Details: details}
+	// The dedup row outlives the trigger by a day, so even an expired
+	// trigger replayed in a loop yields at most one event a day.
 	exp := v.Trigger.ExpiresAt
 	if exp.IsZero() || exp.Before(a.now()) {
 		exp = a.now()
 	}
-	if _, err := a.cfg.Store.RecordRefusal(r.Context(), v.Digest, code, exp.Add(a.cfg.Rules.MaxLifetime), ev); err != nil {
+	if _, err := a.cfg.Store.RecordRefusal(r.Context(), v.Digest, code, exp.Add(refusalMemory), ev); err != nil {
 		return err
 	}
 	return cause

@@ -181,13 +181,15 @@ func openDSSE(env *envelope, ring *KeyRing, opts OpenOptions) (*Opened, error) {
 		good = ecdsa.VerifyASN1(k, h[:], sig)
 	}
 	if !good {
-		return nil, badSignature(rk.signer)
+		return nil, badSignature()
 	}
 	return &Opened{Payload: payload, Signer: rk.signer, KeyID: s.KeyID, Format: FormatDSSE}, nil
 }
 
-func badSignature(signer string) error {
-	return writ.Errorf(writ.KindUnauthenticated, CodeBadSignature, "the signature by a key of signer %s does not verify over the payload; sign the exact payload bytes again (DSSE over PAE(payloadType, payload); ECDSA as ASN.1 DER)", signer)
+func badSignature() error {
+	// The signer's name stays out of the message: the caller is not
+	// authenticated, and a key's owner is not theirs to learn.
+	return writ.Errorf(writ.KindUnauthenticated, CodeBadSignature, "the signature does not verify over the payload with the key it names; sign the exact payload bytes again (DSSE over PAE(payloadType, payload); ECDSA as ASN.1 DER)")
 }
 
 func openSSH(env *envelope, ring *KeyRing, opts OpenOptions) (*Opened, error) {
@@ -220,7 +222,7 @@ func openSSH(env *envelope, ring *KeyRing, opts OpenOptions) (*Opened, error) {
 		return nil, writ.Errorf(writ.KindUnauthenticated, CodeUnknownSigner, "no configured signer has the key %s; sign with a key listed under a signer in the configuration", fp)
 	}
 	if err := sshsig.Verify(bytes.NewReader(payload), sig, rk.ssh, sig.HashAlgorithm, opts.SSHNamespace); err != nil {
-		return nil, badSignature(rk.signer)
+		return nil, badSignature()
 	}
 	return &Opened{Payload: payload, Signer: rk.signer, KeyID: fp, Format: FormatSSHSig}, nil
 }
