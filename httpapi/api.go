@@ -166,7 +166,9 @@ func (a *API) instrument(route string, h handlerFunc) http.Handler {
 		if route == "/v1/runs" && r.Method == http.MethodPost {
 			limit = maxTriggerBody
 		}
-		r.Body = http.MaxBytesReader(sw, r.Body, limit)
+		// The original writer, not sw: MaxBytesReader tells net/http through
+		// it to close the connection after a 413 rather than drain the rest.
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		if err := h(sw, r); err != nil {
 			a.writeError(sw, r, err)
 		}

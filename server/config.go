@@ -74,8 +74,8 @@ type fileLog struct {
 }
 
 type fileTriggers struct {
-	Leeway      writ.Duration `json:"leeway"`      // clock skew allowed; default and maximum 60s
-	MaxLifetime writ.Duration `json:"maxLifetime"` // expiresAt-issuedAt cap; default 24h
+	Leeway      *writ.Duration `json:"leeway"`      // clock skew allowed; default and maximum 60s
+	MaxLifetime writ.Duration  `json:"maxLifetime"` // expiresAt-issuedAt cap; default 24h
 }
 
 type fileRunsConfig struct {
@@ -184,7 +184,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	set(&cfg.Keys.Attest, fc.Keys.Attest)
 	set(&cfg.LogFormat, fc.Log.Format)
 	set(&cfg.LogLevel, fc.Log.Level)
-	if fc.Triggers.Leeway != 0 {
+	if fc.Triggers.Leeway != nil {
 		cfg.TriggerLeeway = fc.Triggers.Leeway.D()
 	}
 	if fc.Triggers.MaxLifetime != 0 {
@@ -260,8 +260,8 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
-	if c.TriggerLeeway < 0 || c.TriggerLeeway > 60*time.Second {
-		return fmt.Errorf("triggers.leeway %v: must be between 0s and 60s", c.TriggerLeeway)
+	if c.TriggerLeeway < time.Second || c.TriggerLeeway > 60*time.Second {
+		return fmt.Errorf("triggers.leeway %v: must be between 1s and 60s", c.TriggerLeeway)
 	}
 	if c.TriggerMaxLifetime <= 0 || c.TriggerMaxLifetime > 7*24*time.Hour {
 		return fmt.Errorf("triggers.maxLifetime %v: must be positive and at most 168h", c.TriggerMaxLifetime)

@@ -52,7 +52,7 @@ func PrepareDev(dir, listen string) (Config, *DevEnv, error) {
 // public URL, creates the dev human's admin token and writes dev.env.
 func (s *Server) FinishDev(ctx context.Context, d *DevEnv, url string) error {
 	d.URL = url
-	tok, _, err := bootstrap(ctx, s.store, s.cfg, d.Human, 24*time.Hour)
+	tok, _, err := bootstrap(ctx, s.store, s.cfg, d.Human, s.now(), 24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -117,8 +117,20 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 		return nil, err
 	}
 	res := &InitResult{Config: filepath.Join(dir, "writ.yaml"), Trigger: filepath.Join(dir, "trigger.example.json")}
-	if _, err := os.Stat(res.Config); err == nil {
-		return nil, fmt.Errorf("%s already exists; refusing to overwrite it", res.Config)
+	// Refuse before writing anything, so that a refused init changes
+	// nothing and can be retried once the cause is gone. The key paths are
+	// those the template writes (the defaults). The exclusive creates below
+	// still guard against a file appearing meanwhile.
+	keys := DefaultConfig().Keys
+	existing := []string{res.Config, res.Trigger, filepath.Join(dir, keys.Identity), filepath.Join(dir, keys.Log), filepath.Join(dir, keys.Attest)}
+	if o.HumanKey == "" {
+		k := filepath.Join(dir, o.Human+".key")
+		existing = append(existing, k, k+".pub")
+	}
+	for _, p := range existing {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%s already exists; refusing to overwrite it", p)
+		}
 	}
 	if o.HumanKey == "" {
 		res.HumanKeyFile = filepath.Join(dir, o.Human+".key")
@@ -183,10 +195,10 @@ func BootstrapToken(ctx context.Context, cfg Config, human string, ttl time.Dura
 		return "", nil, err
 	}
 	defer store.Close()
-	return bootstrap(ctx, store, cfg, human, ttl)
+	return bootstrap(ctx, store, cfg, human, time.Now(), ttl)
 }
 
-func bootstrap(ctx context.Context, store *sqlstore.DB, cfg Config, human string, ttl time.Duration) (string, *writ.HumanToken, error) {
+func bootstrap(ctx context.Context, store *sqlstore.DB, cfg Config, human string, now time.Time, ttl time.Duration) (string, *writ.HumanToken, error) {
 	ok := false
 	for _, s := range cfg.Signers {
 		if s.Name == human && s.Kind == writ.SignerHuman {
@@ -196,7 +208,7 @@ func bootstrap(ctx context.Context, store *sqlstore.DB, cfg Config, human string
 	if !ok {
 		return "", nil, writ.Errorf(writ.KindInvalid, "unknown_human", "%q is not a configured human signer", human)
 	}
-	secret, tok := writ.NewHumanToken(human, "bootstrap", time.Now(), ttl)
+	secret, tok := writ.NewHumanToken(human, "bootstrap", now, ttl)
 	ev := &writ.Event{Type: writ.EventTokenIssued, Actor: "bootstrap", Subject: writ.HumanActor(human),
 		Details: map[string]any{"kind": "human", "tokenId": tok.ID, "expiresAt": tok.ExpiresAt, "bootstrap": true}}
 	if err := store.BootstrapToken(ctx, tok, ev); err != nil {
