@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,9 @@ type Server struct {
 	http  *http.Server
 	ln    net.Listener
 	wake  chan struct{}
+	// nextSweep is when the expiry loop will next look (unix ns); a new
+	// run wakes it only when its deadline comes before that.
+	nextSweep atomic.Int64
 }
 
 // Options are the parts of a server that are not configuration.
@@ -87,7 +91,11 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	s.api = httpapi.New(httpapi.Config{
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		Logger: s.log, Now: s.now, Registry: reg,
-		OnRunCreated: func(*writ.Run) { s.poke() },
+		OnRunCreated: func(r *writ.Run) {
+			if r.Deadline.UnixNano() < s.nextSweep.Load() {
+				s.poke()
+			}
+		},
 	})
 	s.http = &http.Server{
 		Handler:           s.api,
@@ -225,6 +233,7 @@ func (s *Server) expiryLoop(ctx context.Context) error {
 				wait = max(d, 0)
 			}
 		}
+		s.nextSweep.Store(s.now().Add(wait).UnixNano())
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -34,6 +34,11 @@ type dialect struct {
 	// constraintViolation reports whether err is any constraint violation
 	// (unique, foreign key, check, not null).
 	constraintViolation func(error) bool
+	// liveByDeadline is the FROM clause that reads live runs in deadline
+	// order. SQLite's planner prefers the (state, …) index for
+	// "state IN (…)" and so scans every live run; naming the partial index
+	// keeps the expiry queries O(due runs).
+	liveByDeadline string
 }
 
 // sqliteDialect is SQLite through modernc.org/sqlite.
@@ -44,7 +49,8 @@ var sqliteDialect = &dialect{
 	// IMMEDIATE takes the write lock at BEGIN: with one writer per process
 	// it never waits, and busy_timeout covers another process (writ
 	// migrate) holding the file.
-	begin: "BEGIN IMMEDIATE",
+	begin:          "BEGIN IMMEDIATE",
+	liveByDeadline: "runs INDEXED BY runs_live_deadline",
 	uniqueViolation: func(err error) bool {
 		code, ok := sqliteCode(err)
 		return ok && (code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
