@@ -17,6 +17,7 @@ const (
 	EventRunExpired      = "run.expired"
 	EventTokenIssued     = "token.issued"
 	EventAlert           = "alert"
+	EventKeyRotated      = "key.rotated"
 )
 
 // Event is one audit log entry. The store fills ID and Time (the commit

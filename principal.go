@@ -69,3 +69,17 @@ type HumanToken struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 	CreatedBy string    `json:"createdBy"`
 }
+
+// SigningKey is one public key of writ's signing history (DESIGN.md §4.7):
+// the private half stays in a file; the store keeps the public half so
+// every replica publishes the same set. A key is current until it is
+// retired by a rotation; it stays published until NotAfter, when every
+// token it signed has expired.
+type SigningKey struct {
+	Kind      string    `json:"kind"` // "identity", "log" or "attest"
+	ID        string    `json:"id"`   // the kid: RFC 7638 thumbprint
+	Public    []byte    `json:"-"`    // PKIX DER
+	CreatedAt time.Time `json:"createdAt"`
+	RetiredAt time.Time `json:"retiredAt,omitzero"`
+	NotAfter  time.Time `json:"notAfter,omitzero"` // zero while current
+}

@@ -43,6 +43,9 @@ func runConformance(t *testing.T, open func(t *testing.T) *DB) {
 		{"Bootstrap", testBootstrap},
 		{"Reopen", testReopen},
 		{"Closed", testClosed},
+		{"SigningKeys", testSigningKeys},
+		{"UseProof", testUseProof},
+		{"AppendEvent", testAppendEvent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
