@@ -20,6 +20,7 @@ type Principal struct {
 	Name   string   // the human's name, or the run's SPIFFE ID
 	Groups []string // a human's groups
 	Run    RunID    // for run principals
+	JKT    string   // for run principals: the DPoP key thumbprint the token is bound to, if any
 }
 
 // Actor returns the actor string events record for p.

@@ -6,6 +6,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/token"
 )
 
 // Client talks to one writ server.
@@ -24,6 +26,18 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// dpop, when set, signs a DPoP proof for every request, and the token
+	// is sent with the DPoP scheme (RFC 9449).
+	dpop *ecdsa.PrivateKey
+	now  func() time.Time
+}
+
+// NewRun returns a client acting as a run: with its API token, and, when
+// key is not nil, the DPoP key that token is bound to.
+func NewRun(baseURL, tok string, key *ecdsa.PrivateKey) *Client {
+	c := New(baseURL, tok)
+	c.dpop = key
+	return c
 }
 
 // New returns a client for the server at baseURL, authenticating with token
@@ -35,17 +49,55 @@ func New(baseURL, token string) *Client {
 // String redacts the token.
 func (c *Client) String() string { return "client.Client{" + c.base + "}" }
 
+// BaseURL is the server URL the client talks to.
+func (c *Client) BaseURL() string { return c.base }
+
 // Run is a run as the API returns it.
 type Run struct {
 	writ.Run
 	SPIFFEID string `json:"spiffeId"`
+	// Token is the run's first API token, set only by StartRun.
+	Token          string    `json:"token,omitempty"`
+	TokenType      string    `json:"tokenType,omitempty"`
+	TokenExpiresAt time.Time `json:"tokenExpiresAt,omitzero"`
 }
 
 // StartRun posts a signed trigger (either wire form of DESIGN.md §4.1).
-func (c *Client) StartRun(ctx context.Context, signed []byte) (*Run, error) {
+// With a DPoP key, the run's first token is bound to it.
+func (c *Client) StartRun(ctx context.Context, signed []byte, dpopKey *ecdsa.PrivateKey) (*Run, error) {
 	var run Run
-	err := c.do(ctx, http.MethodPost, "/v1/runs", bytes.NewReader(signed), &run)
+	cc := *c
+	cc.token, cc.dpop = "", dpopKey
+	err := cc.do(ctx, http.MethodPost, "/v1/runs", bytes.NewReader(signed), &run)
 	return &run, err
+}
+
+// MintedToken is a token minted for a run.
+type MintedToken struct {
+	Token     string    `json:"token"`
+	TokenType string    `json:"tokenType"`
+	Audience  string    `json:"audience"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// MintToken asks for a token of the calling run for audience (empty: the
+// API); bind asks for a DPoP-bound API token (a refresh). Only a client
+// made by NewRun with the DPoP key may mint.
+func (c *Client) MintToken(ctx context.Context, runID, audience string, bind bool) (*MintedToken, error) {
+	body, _ := json.Marshal(map[string]any{"audience": audience, "bind": bind})
+	var t MintedToken
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(runID)+"/token", bytes.NewReader(body), &t)
+	return &t, err
+}
+
+// RotateKey rotates one of the server's keys (admins) and returns the new
+// key id.
+func (c *Client) RotateKey(ctx context.Context, kind string) (string, error) {
+	var out struct {
+		KID string `json:"kid"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(kind)+"/rotate", nil, &out)
+	return out.KID, err
 }
 
 // GetRun returns one run.
@@ -156,7 +208,23 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
+	switch {
+	case c.dpop != nil:
+		now := time.Now
+		if c.now != nil {
+			now = c.now
+		}
+		u := *req.URL
+		u.RawQuery, u.Fragment = "", ""
+		proof, err := token.Proof(c.dpop, method, u.String(), c.token, now())
+		if err != nil {
+			return err
+		}
+		req.Header.Set("DPoP", proof)
+		if c.token != "" {
+			req.Header.Set("Authorization", "DPoP "+c.token)
+		}
+	case c.token != "":
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)

@@ -33,6 +33,8 @@ type Store interface {
 	GetToken(ctx context.Context, id string) (*writ.HumanToken, error)
 	CountRuns(ctx context.Context) (map[writ.RunState]int, error)
 	Ping(ctx context.Context) error
+	UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time) error
+	AppendEvent(ctx context.Context, ev *writ.Event) error
 }
 
 // Config holds the API's dependencies.
@@ -42,9 +44,17 @@ type Config struct {
 	Rules       *trigger.Rules
 	Humans      map[string]*writ.Signer // configured human signers by name
 	TrustDomain string
-	Logger      *slog.Logger
-	Now         func() time.Time
-	Registry    *prometheus.Registry // metrics are registered here; nil makes a private one
+	PublicURL   string // issuer of run identities; API tokens have audience PublicURL+"/v1"
+	// Identity holds the keys that sign and verify run identities.
+	Identity IdentityKeys
+	// Audiences are the downstream audiences (Vault, cloud STS, …) a run
+	// may get tokens for besides writ's own API.
+	Audiences []string
+	// RotateIdentity makes a new identity key current and returns its kid.
+	RotateIdentity func(ctx context.Context, actor string) (string, error)
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Registry       *prometheus.Registry // metrics are registered here; nil makes a private one
 	// OnRunCreated is called after a run is committed, so background loops
 	// (the expiry loop) can wake; may be nil.
 	OnRunCreated func(*writ.Run)
@@ -58,7 +68,7 @@ type API struct {
 	metrics *metrics
 	junkLog *limiter
 	mux     *http.ServeMux
-	ready   func(context.Context) error
+	runs    *runCache
 }
 
 // Body limits.
@@ -83,6 +93,7 @@ func New(cfg Config) *API {
 	}
 	a.metrics = newMetrics(reg, cfg.Store)
 	a.junkLog = &limiter{every: time.Second}
+	a.runs = newRunCache(cfg.Store)
 	a.mux = http.NewServeMux()
 	a.routes(reg)
 	return a
@@ -97,15 +108,20 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /readyz", a.public(a.readyz))
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 
+	a.route("GET /.well-known/openid-configuration", a.public(a.openIDConfiguration))
+	a.route("GET /.well-known/jwks.json", a.public(a.jwks))
+
 	a.route("POST /v1/runs", a.public(a.startRun))
 	a.route("GET /v1/runs", a.human(a.listRuns))
-	a.route("GET /v1/runs/{id}", a.human(a.showRun))
-	a.route("POST /v1/runs/{id}/end", a.human(a.transition(writ.RunEnded, false)))
+	a.route("GET /v1/runs/{id}", a.auth(humans|ownRun|ownRunSuspended, a.showRun))
+	a.route("POST /v1/runs/{id}/end", a.auth(humans|ownRun|ownRunSuspended, a.transition(writ.RunEnded, false)))
 	a.route("POST /v1/runs/{id}/suspend", a.human(a.transition(writ.RunSuspended, false)))
 	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
 	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive, true)))
+	a.route("POST /v1/runs/{id}/token", a.auth(ownRun, a.mintToken))
 
 	a.route("POST /v1/tokens", a.human(a.createToken))
+	a.route("POST /v1/keys/{kind}/rotate", a.human(a.rotateKey))
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

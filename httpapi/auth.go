@@ -11,13 +11,56 @@ import (
 // public marks a route that needs no credential.
 func (a *API) public(h handlerFunc) handlerFunc { return h }
 
-// human requires a valid human API token and puts the principal in the
-// request context.
-func (a *API) human(h handlerFunc) handlerFunc {
+// access says who may call a route.
+type access int
+
+const (
+	humans          access = 1 << iota // any configured human with an API token
+	ownRun                             // the run named by the path's {id}, while active
+	ownRunSuspended                    // … and while suspended (end, heartbeat)
+)
+
+// human requires a valid human API token.
+func (a *API) human(h handlerFunc) handlerFunc { return a.auth(humans, h) }
+
+// auth authenticates the caller — a human API token, or a run's JWT-SVID
+// (bearer when unbound, DPoP when bound) — checks it may call the route,
+// and puts the principal in the request context.
+func (a *API) auth(allow access, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		p, err := a.authenticate(r)
-		if err != nil {
-			return err
+		hdr := r.Header.Get("Authorization")
+		scheme, cred, _ := strings.Cut(hdr, " ")
+		cred = strings.TrimSpace(cred)
+		var p *writ.Principal
+		var err error
+		bearer, dpop := strings.EqualFold(scheme, "Bearer"), strings.EqualFold(scheme, "DPoP")
+		runsAllowed := allow&(ownRun|ownRunSuspended) != 0
+		switch {
+		case hdr == "":
+			return writ.Errorf(writ.KindUnauthenticated, "missing_credential", "this route needs a credential: send Authorization: Bearer <token> (WRIT_TOKEN for the CLI)")
+		case !bearer && !dpop:
+			return writ.Errorf(writ.KindUnauthenticated, "missing_credential", "the Authorization header must use the Bearer or DPoP scheme")
+		case cred == "":
+			return writ.Errorf(writ.KindUnauthenticated, "missing_credential", "the Authorization header has a scheme but no token")
+		case bearer && writ.LooksLikeHumanToken(cred):
+			if p, err = a.authenticate(r); err != nil {
+				return err
+			}
+			if allow&humans == 0 {
+				return writ.Errorf(writ.KindDenied, "run_only", "this route is for a run's own token, not a human's")
+			}
+		case !runsAllowed || strings.Count(cred, ".") != 2:
+			// Not a human token and not shaped like a JWT, or a route no
+			// run may call: the same answer as any other bad token.
+			a.metrics.authFailures.WithLabelValues("malformed").Inc()
+			return errBadToken
+		default:
+			if p, err = a.authenticateRun(r, scheme, cred, allow&ownRunSuspended != 0); err != nil {
+				return err
+			}
+			if string(p.Run) != r.PathValue("id") {
+				return writ.Errorf(writ.KindDenied, "not_own_run", "a run's token acts only on its own run")
+			}
 		}
 		return h(w, r.WithContext(writ.NewContextWithPrincipal(r.Context(), p)))
 	}
@@ -25,8 +68,8 @@ func (a *API) human(h handlerFunc) handlerFunc {
 
 var errBadToken = writ.Errorf(writ.KindUnauthenticated, "invalid_token", "the API token is not valid: it is unknown, malformed, expired, or its human is no longer configured; create one with `writ token create`")
 
-// authenticate checks the Bearer credential. Every failure gives the same
-// answer, so a caller learns nothing about which part was wrong.
+// authenticate checks a human's Bearer API token. Every failure gives the
+// same answer, so a caller learns nothing about which part was wrong.
 func (a *API) authenticate(r *http.Request) (*writ.Principal, error) {
 	h := r.Header.Get("Authorization")
 	scheme, cred, ok := strings.Cut(h, " ")

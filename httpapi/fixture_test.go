@@ -29,6 +29,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/sqlstore"
+	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
 )
 
@@ -110,6 +111,7 @@ type fixture struct {
 	tokens map[string]string
 	// created counts OnRunCreated calls.
 	createdMu sync.Mutex
+	ids       *testKeys
 	created   []writ.RunID
 }
 
@@ -181,10 +183,15 @@ func newFixture(t *testing.T) *fixture {
 // the given configured humans.
 func (f *fixture) newAPI(humans map[string]*writ.Signer) (*httpapi.API, *httptest.Server) {
 	f.t.Helper()
+	if f.ids == nil {
+		f.ids = newTestKeys(f.t)
+	}
 	api := httpapi.New(httpapi.Config{
 		Store: f.store, Ring: f.ring, Rules: f.rules, Humans: humans, TrustDomain: trustDomain,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:    f.clock.Now, Registry: prometheus.NewRegistry(),
+		Identity: f.ids, PublicURL: "http://writ.invalid",
+		RotateIdentity: func(context.Context, string) (string, error) { return f.ids.rotate(f.t), nil },
+		Logger:         slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Now:            f.clock.Now, Registry: prometheus.NewRegistry(),
 		OnRunCreated: func(r *writ.Run) {
 			f.createdMu.Lock()
 			defer f.createdMu.Unlock()
@@ -193,6 +200,7 @@ func (f *fixture) newAPI(humans map[string]*writ.Signer) (*httpapi.API, *httptes
 	})
 	srv := httptest.NewServer(api)
 	f.t.Cleanup(srv.Close)
+	api.SetPublicURL(srv.URL)
 	return api, srv
 }
 
@@ -510,4 +518,56 @@ func (f *fixture) getRun(id writ.RunID) *writ.Run {
 		f.t.Fatal(err)
 	}
 	return r
+}
+
+// testKeys is an in-memory identity key set for the API under test.
+type testKeys struct {
+	mu     sync.Mutex
+	signer *token.Signer
+	pubs   []token.PublicKey
+}
+
+func newTestKeys(t *testing.T) *testKeys {
+	k := &testKeys{}
+	k.rotate(t)
+	return k
+}
+
+func (k *testKeys) rotate(t *testing.T) string {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := token.NewSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.signer = s
+	k.pubs = append(k.pubs, token.PublicKey{ID: s.KeyID(), Key: &priv.PublicKey})
+	return s.KeyID()
+}
+
+func (k *testKeys) Current() *token.Signer {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.signer
+}
+
+func (k *testKeys) Lookup(kid string) (*ecdsa.PublicKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, p := range k.pubs {
+		if p.ID == kid {
+			return p.Key, true
+		}
+	}
+	return nil, false
+}
+
+func (k *testKeys) Published() []token.PublicKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]token.PublicKey(nil), k.pubs...)
 }

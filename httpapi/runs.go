@@ -40,6 +40,18 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 	if err := a.cfg.Rules.Check(v, now); err != nil {
 		return a.refuse(r, v, err)
 	}
+	// A client holding a DPoP key (the launcher, `writ run start`) proves
+	// it here, and the run's first token is bound to that key. The proof is
+	// checked only now that the trigger is authenticated, so anonymous
+	// callers cannot write proofs into the store.
+	jkt := ""
+	if len(r.Header.Values("DPoP")) > 0 {
+		pc, err := a.checkProof(r, "", "")
+		if err != nil {
+			return err
+		}
+		jkt = pc.JKT
+	}
 	t := &v.Trigger
 	scopeJSON, err := json.Marshal(t.Scope)
 	if err != nil {
@@ -69,8 +81,16 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 	started := &writ.Event{Type: writ.EventRunStarted, Run: run.ID, Actor: actor, Subject: run.SPIFFEID(a.cfg.TrustDomain),
 		Details: map[string]any{"agent": run.Agent, "profile": run.Profile, "deadline": run.Deadline, "scopeDigest": run.ScopeDigest,
 			"triggerDigest": run.TriggerDigest}}
+	ttl, typ := unboundTTL, "Bearer"
+	if jkt != "" {
+		ttl, typ = boundTTL, "DPoP"
+	}
+	raw, claims, err := a.mint(run, a.apiAudience(), jkt, ttl, now)
+	if err != nil {
+		return err
+	}
 	rec := writ.TriggerRecord{ID: t.ID, Digest: v.Digest, Signer: v.Signer, ExpiresAt: t.ExpiresAt}
-	if err := a.cfg.Store.CreateRun(ctx, run, rec, accepted, started); err != nil {
+	if err := a.cfg.Store.CreateRun(ctx, run, rec, accepted, started, tokenEvent(run, claims, actor)); err != nil {
 		if writ.ErrorCode(err) == "replay" {
 			return a.refuse(r, v, err)
 		}
@@ -82,7 +102,19 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.InfoContext(ctx, "run started", slog.String("run", string(run.ID)), slog.String("agent", run.Agent),
 		slog.String("signer", v.Signer), slog.Time("deadline", run.Deadline))
-	return writeJSON(w, http.StatusCreated, RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)})
+	return writeJSON(w, http.StatusCreated, StartedRun{
+		RunView: RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)},
+		Token:   raw, TokenType: typ, TokenExpiresAt: claims.Expiry,
+	})
+}
+
+// StartedRun is the answer to POST /v1/runs: the run and its first API
+// token (DPoP-bound when the request carried a DPoP proof).
+type StartedRun struct {
+	RunView
+	Token          string    `json:"token"`
+	TokenType      string    `json:"tokenType"`
+	TokenExpiresAt time.Time `json:"tokenExpiresAt"`
 }
 
 // refusalMemory is how long past a refused trigger's expiry its refusal is
@@ -206,6 +238,7 @@ func (a *API) transition(to writ.RunState, adminOnly bool) handlerFunc {
 		}
 		ev := &writ.Event{Type: to.EventType(), Actor: p.Actor(), Details: map[string]any{"reason": reason}}
 		run, err := a.cfg.Store.TransitionRun(r.Context(), id, to, reason, ev)
+		a.runs.forget(id)
 		if err != nil {
 			return err
 		}

@@ -82,7 +82,7 @@ func TestStartRunAccepted(t *testing.T) {
 	// Exactly trigger.accepted then run.started, by the signer, for the run,
 	// stamped with the commit time.
 	evs := f.eventsAfter(pos)
-	if diff := cmp.Diff([]string{writ.EventTriggerAccepted, writ.EventRunStarted}, types(evs)); diff != "" {
+	if diff := cmp.Diff([]string{writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued}, types(evs)); diff != "" {
 		t.Fatalf("events (-want +got):\n%s", diff)
 	}
 	for _, e := range evs {
@@ -158,7 +158,7 @@ func TestStartRunWireForms(t *testing.T) {
 				t.Errorf("run issuer %q digest %q; want %q %q", run.Issuer, run.TriggerDigest, c.signer, digestOf(payload))
 			}
 			evs := f.eventsAfter(pos)
-			if len(evs) != 2 || evs[0].Details["format"] != c.format || evs[0].Actor != "signer:"+c.signer {
+			if len(evs) != 3 || evs[0].Details["format"] != c.format || evs[0].Actor != "signer:"+c.signer {
 				t.Errorf("events %v: want trigger.accepted by signer:%s in format %s", evs, c.signer, c.format)
 			}
 		})
@@ -407,7 +407,7 @@ func TestTriggerRefusalReasonsAreSeparate(t *testing.T) {
 	wantError(t, f.startRun(body), 409, "replay")
 	f.clock.Set(t0.Add(3 * time.Hour))
 	wantError(t, f.startRun(body), 401, "trigger_expired")
-	want := []string{writ.EventTriggerRefused, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTriggerRefused, writ.EventTriggerRefused}
+	want := []string{writ.EventTriggerRefused, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued, writ.EventTriggerRefused, writ.EventTriggerRefused}
 	evs := f.eventsAfter(pos)
 	if diff := cmp.Diff(want, types(evs)); diff != "" {
 		t.Fatalf("events (-want +got):\n%s", diff)

@@ -33,6 +33,13 @@ type fileConfig struct {
 	Log         fileLog        `json:"log"`
 	Triggers    fileTriggers   `json:"triggers"`
 	Runs        fileRunsConfig `json:"runs"`
+	Identity    fileIdentity   `json:"identity"`
+}
+
+type fileIdentity struct {
+	// Audiences are downstream relying parties (Vault's JWT auth, a cloud
+	// STS) a run may get a ≤ 5-minute token for, besides writ's own API.
+	Audiences []string `json:"audiences"`
 }
 
 type fileKeys struct {
@@ -99,6 +106,8 @@ type Config struct {
 
 	LogFormat string
 	LogLevel  string
+
+	Audiences []string
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -193,6 +202,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	if fc.Runs.ExpiryInterval != 0 {
 		cfg.ExpiryInterval = fc.Runs.ExpiryInterval.D()
 	}
+	cfg.Audiences = fc.Identity.Audiences
 	for _, s := range fc.Signers {
 		cfg.Signers = append(cfg.Signers, SignerConfig{
 			Signer: writ.Signer{Name: s.Name, Kind: writ.SignerKind(s.Kind), Groups: s.Groups,
@@ -268,6 +278,14 @@ func (c *Config) Validate() error {
 	}
 	if c.ExpiryInterval <= 0 || c.ExpiryInterval > time.Minute {
 		return fmt.Errorf("runs.expiryInterval %v: must be positive and at most 1m", c.ExpiryInterval)
+	}
+	for i, aud := range c.Audiences {
+		if aud == "" || strings.ContainsAny(aud, " \t\n") || len(aud) > 512 {
+			return fmt.Errorf("identity.audiences[%d] %q: want a non-empty audience without spaces, such as https://vault.example.org", i, aud)
+		}
+		if aud == strings.TrimRight(c.PublicURL, "/")+"/v1" {
+			return fmt.Errorf("identity.audiences[%d]: %q is writ's own API audience; list only downstream audiences", i, aud)
+		}
 	}
 	names := map[string]string{}
 	claim := func(kind, name string) error {

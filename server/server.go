@@ -35,6 +35,7 @@ type Server struct {
 	now   func() time.Time
 	store *sqlstore.DB
 	keys  *Keys
+	ids   *identityKeys
 	api   *httpapi.API
 	http  *http.Server
 	ln    net.Listener
@@ -80,6 +81,15 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
 	}
 	s.store = store
+	s.ids = &identityKeys{store: store, path: cfg.Keys.Identity, now: s.now}
+	if err := s.ids.register(ctx, keys.Identity); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("identity key: %w", err)
+	}
+	if err := s.ids.reload(ctx, keys.Identity); err != nil {
+		store.Close()
+		return nil, err
+	}
 	humans := map[string]*writ.Signer{}
 	for i := range cfg.Signers {
 		if cfg.Signers[i].Kind == writ.SignerHuman {
@@ -90,6 +100,10 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.api = httpapi.New(httpapi.Config{
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
+		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
+		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
+			return s.ids.rotate(ctx, s.keys.Identity, actor)
+		},
 		Logger: s.log, Now: s.now, Registry: reg,
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
@@ -152,6 +166,7 @@ func (s *Server) Listen() (string, error) {
 	// URL: it is the address actually bound.
 	if strings.HasSuffix(s.cfg.PublicURL, ":0") {
 		s.cfg.PublicURL = url
+		s.api.SetPublicURL(url)
 	}
 	return url, nil
 }
@@ -171,6 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(loopCtx)
 	g.Go(func() error { return s.expiryLoop(gctx) })
 	g.Go(func() error { return s.pruneLoop(gctx) })
+	g.Go(func() error { return s.keyLoop(gctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -223,6 +239,7 @@ func (s *Server) expiryLoop(ctx context.Context) error {
 			s.log.ErrorContext(ctx, "expire runs", slog.Any("error", err))
 		}
 		for _, r := range expired {
+			s.api.RunChanged(r.ID)
 			s.log.InfoContext(ctx, "run expired", slog.String("run", string(r.ID)), slog.Time("deadline", r.Deadline))
 		}
 		wait := s.cfg.ExpiryInterval
@@ -255,10 +272,31 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		if _, err := s.store.PruneTriggers(ctx, s.now().Add(-s.cfg.TriggerLeeway-time.Minute)); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "prune triggers", slog.Any("error", err))
 		}
+		if _, err := s.store.PruneProofs(ctx, s.now()); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "prune dpop proofs", slog.Any("error", err))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// keyLoop re-reads the identity key history, so a rotation made through
+// another replica reaches this one's signer and JWKS within seconds, and
+// retired keys leave the JWKS once every token they signed has expired.
+func (s *Server) keyLoop(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := s.ids.reload(ctx, s.keys.Identity); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "reload identity keys", slog.Any("error", err))
 		}
 	}
 }

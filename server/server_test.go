@@ -219,7 +219,7 @@ func TestInitStartsAServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := c.StartRun(ctx, signed)
+	run, err := c.StartRun(ctx, signed, nil)
 	if err != nil {
 		t.Fatalf("start the example trigger: %v", err)
 	}
@@ -251,11 +251,11 @@ func TestExpiryLoop(t *testing.T) {
 	r := start(t, d.cfg, server.Options{}, d.finish(t))
 	ctx := context.Background()
 	anon, human := client.New(r.url, ""), client.New(r.url, d.env.Token)
-	long, err := anon.StartRun(ctx, d.sign(t, time.Now(), nil))
+	long, err := anon.StartRun(ctx, d.sign(t, time.Now(), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, err := anon.StartRun(ctx, d.sign(t, time.Now(), func(tr *writ.Trigger) { tr.Scope.MaxDuration = writ.Duration(2 * time.Second) }))
+	short, err := anon.StartRun(ctx, d.sign(t, time.Now(), func(tr *writ.Trigger) { tr.Scope.MaxDuration = writ.Duration(2 * time.Second) }), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestExpiryLoop(t *testing.T) {
 	if got.State != writ.RunExpired || got.EndReason != "deadline" || got.EndedAt.Before(got.Deadline) {
 		t.Errorf("short run: state %s reason %q ended %v deadline %v; want expired by deadline, not before it", got.State, got.EndReason, got.EndedAt, got.Deadline)
 	}
-	want := []string{"trigger.accepted signer:dev", "run.started signer:dev", "run.expired writ"}
+	want := []string{"trigger.accepted signer:dev", "run.started signer:dev", "token.issued signer:dev", "run.expired writ"}
 	if diff := cmp.Diff(want, runEvents(t, r.srv.Store(), short.ID)); diff != "" {
 		t.Errorf("short run events (-want +got):\n%s", diff)
 	}
@@ -290,7 +290,7 @@ func TestExpiredWhileDown(t *testing.T) {
 	d := prepareDev(t)
 	r := start(t, d.cfg, server.Options{}, d.finish(t))
 	ctx := context.Background()
-	run, err := client.New(r.url, "").StartRun(ctx, d.sign(t, time.Now(), nil)) // 30 minutes
+	run, err := client.New(r.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil) // 30 minutes
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestExpiredWhileDown(t *testing.T) {
 	if got.State != writ.RunExpired {
 		t.Errorf("state %s; want expired", got.State)
 	}
-	want := []string{"trigger.accepted signer:dev", "run.started signer:dev", "run.expired writ"}
+	want := []string{"trigger.accepted signer:dev", "run.started signer:dev", "token.issued signer:dev", "run.expired writ"}
 	if diff := cmp.Diff(want, runEvents(t, store, run.ID)); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
@@ -507,7 +507,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	secrets = append(secrets, mine.Token, bobs.Token)
-	run, err := anon.StartRun(ctx, d.sign(t, time.Now(), nil))
+	run, err := anon.StartRun(ctx, d.sign(t, time.Now(), nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,10 +540,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		t.Fatalf("wrong secret: %v", err)
 	}
 	// Refused triggers: junk, and a known signer's over-broad scope.
-	if _, err := anon.StartRun(ctx, []byte(`{"payload": "`+mine.Token+`"}`)); err == nil {
+	if _, err := anon.StartRun(ctx, []byte(`{"payload": "`+mine.Token+`"}`), nil); err == nil {
 		t.Fatal("junk accepted")
 	}
-	if _, err := anon.StartRun(ctx, d.sign(t, time.Now(), func(tr *writ.Trigger) { tr.Scope.Tools = []string{"shell:net"} })); writ.ErrorCode(err) != "scope_too_broad" {
+	if _, err := anon.StartRun(ctx, d.sign(t, time.Now(), func(tr *writ.Trigger) { tr.Scope.Tools = []string{"shell:net"} }), nil); writ.ErrorCode(err) != "scope_too_broad" {
 		t.Fatalf("wide trigger: %v", err)
 	}
 	if err := r.stop(); err != nil {
@@ -685,7 +685,7 @@ func TestRefusalAuditedOncePerDay(t *testing.T) {
 	}
 	send := func(r *running, times int) {
 		for range times {
-			if _, err := client.New(r.url, "").StartRun(ctx, expired); writ.ErrorCode(err) != "trigger_expired" {
+			if _, err := client.New(r.url, "").StartRun(ctx, expired, nil); writ.ErrorCode(err) != "trigger_expired" {
 				t.Fatalf("expired trigger: %v", err)
 			}
 		}

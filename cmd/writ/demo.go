@@ -2,18 +2,23 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/server"
+	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
 )
 
@@ -111,13 +116,50 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	d.detail("DSSE envelope, %d bytes, payload type %s", len(signed), writ.TriggerPayloadType)
 
 	d.say("The signed trigger is its own credential: POST /v1/runs starts the run.")
-	run, err := anon.StartRun(ctx, signed)
+	dpopKey, err := token.NewDPoPKey()
+	if err != nil {
+		return err
+	}
+	run, err := anon.StartRun(ctx, signed, dpopKey)
 	if err != nil {
 		return fmt.Errorf("starting the run: %w", err)
 	}
 	d.detail("run       %s", run.ID)
 	d.detail("identity  %s", run.SPIFFEID)
 	d.detail("deadline  %s (hard; the run expires then whatever it is doing)", run.Deadline.Format(time.RFC3339))
+	if run.TokenType != "DPoP" {
+		return fmt.Errorf("demo: want a DPoP-bound first token, got %q", run.TokenType)
+	}
+	claims, err := jwtClaims(run.Token)
+	if err != nil {
+		return err
+	}
+	d.detail("its first token is a JWT-SVID (ES256), bound to the launcher's DPoP key:")
+	for _, k := range []string{"sub", "aud", "iss", "exp", "run", "agent", "profile", "ticket", "cnf"} {
+		d.detail("  %-8s %s", k, claims[k])
+	}
+
+	d.say("A relying party (Vault, a cloud STS) trusts it through OIDC discovery, not through writ's database.")
+	if err := relyingParty(ctx, d, url, run.Token); err != nil {
+		return err
+	}
+
+	d.say("The run acts with its token and a fresh DPoP proof per request; a copy of the token alone is useless.")
+	self := client.NewRun(url, run.Token, dpopKey)
+	if _, err := self.GetRun(ctx, string(run.ID)); err != nil {
+		return fmt.Errorf("demo: the run reading itself: %w", err)
+	}
+	d.detail("GET /v1/runs/%s with DPoP: ok", run.ID)
+	stolen := client.New(url, run.Token)
+	if _, err := stolen.GetRun(ctx, string(run.ID)); writ.ErrorCode(err) != "dpop_required" {
+		return fmt.Errorf("demo: a stolen bound token used as a bearer token: want dpop_required, got %v", err)
+	}
+	d.detail("the same token stolen and sent as a bearer token: refused (dpop_required)")
+	thief, _ := token.NewDPoPKey()
+	if _, err := client.NewRun(url, run.Token, thief).GetRun(ctx, string(run.ID)); writ.ErrorCode(err) != "invalid_dpop_proof" {
+		return fmt.Errorf("demo: a stolen token with the thief's own DPoP key: want invalid_dpop_proof, got %v", err)
+	}
+	d.detail("with a proof from the thief's own key: refused (invalid_dpop_proof)")
 
 	d.say("A human looks at the run (GET /v1/runs/{id}, with an API token).")
 	got, err := human.GetRun(ctx, string(run.ID))
@@ -165,12 +207,16 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		return err
 	}
 
-	d.say("The human ends the run; the end is final.")
+	d.say("The human ends the run; the end is final, and the run's token dies with it — before it expires.")
 	ended, err := human.Transition(ctx, string(run.ID), "end", "ENG-123 done")
 	if err != nil {
 		return err
 	}
 	d.detail("run %s is %s", ended.ID, ended.State)
+	if _, err := self.GetRun(ctx, string(run.ID)); writ.ErrorCode(err) != "token_revoked" {
+		return fmt.Errorf("demo: the ended run's token: want token_revoked, got %v", err)
+	}
+	d.detail("the run's token, still %s from expiry, on the next request: refused (token_revoked)", time.Until(run.TokenExpiresAt).Round(time.Second))
 	if _, err := human.Transition(ctx, string(run.ID), "resume", ""); writ.ErrorCode(err) != "run_final" {
 		return fmt.Errorf("demo: resuming an ended run: want run_final, got %v", err)
 	}
@@ -181,7 +227,7 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	if err != nil {
 		return err
 	}
-	want := []string{writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
+	want := []string{writ.EventKeyRotated, writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued, writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
 	var types []string
 	for _, ev := range evs {
 		types = append(types, ev.Type)
@@ -202,7 +248,7 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 }
 
 func expectRefusal(d *demo, c *client.Client, body []byte, code string) error {
-	_, err := c.StartRun(context.Background(), body)
+	_, err := c.StartRun(context.Background(), body, nil)
 	var we *writ.Error
 	if !errors.As(err, &we) || we.Code != code {
 		return fmt.Errorf("demo: want refusal %q, got %v", code, err)
@@ -212,4 +258,83 @@ func expectRefusal(d *demo, c *client.Client, body []byte, code string) error {
 		d.detail("  outside the allowance: %s", it)
 	}
 	return nil
+}
+
+// jwtClaims decodes a JWT's claims for display (no verification: that is
+// the relying party's job below).
+func jwtClaims(raw string) (map[string]string, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("demo: the token is not a compact JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for k, v := range m {
+		switch x := v.(type) {
+		case float64:
+			out[k] = time.Unix(int64(x), 0).UTC().Format(time.RFC3339)
+		case string:
+			out[k] = x
+		default:
+			j, _ := json.Marshal(x)
+			out[k] = string(j)
+		}
+	}
+	return out, nil
+}
+
+// relyingParty verifies tok the way a relying party does: it knows only
+// writ's issuer URL, fetches the discovery document and the JWKS it names,
+// and checks the token's signature, issuer, audience and lifetime.
+func relyingParty(ctx context.Context, d *demo, issuer, tok string) error {
+	var disc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := getJSON(ctx, issuer+"/.well-known/openid-configuration", &disc); err != nil {
+		return err
+	}
+	if disc.Issuer != issuer {
+		return fmt.Errorf("demo: discovery names issuer %q, want %q", disc.Issuer, issuer)
+	}
+	var jwks json.RawMessage
+	if err := getJSON(ctx, disc.JWKSURI, &jwks); err != nil {
+		return err
+	}
+	keys, err := token.ParseJWKS(jwks)
+	if err != nil {
+		return err
+	}
+	v := &token.Verifier{Issuer: disc.Issuer, Leeway: time.Minute, Now: time.Now,
+		Keys: func(kid string) (*ecdsa.PublicKey, bool) { k, ok := keys[kid]; return k, ok }}
+	c, err := v.Verify(tok, issuer+"/v1")
+	if err != nil {
+		return fmt.Errorf("demo: the relying party refused writ's token: %w", err)
+	}
+	d.detail("GET %s/.well-known/openid-configuration → jwks_uri %s (%d key)", issuer, disc.JWKSURI, len(keys))
+	d.detail("verified: sub %s, valid until %s", c.Subject, c.Expiry.Format(time.RFC3339))
+	return nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }

@@ -183,6 +183,7 @@ func subcommands(noun string) []string {
 			out = append(out, v)
 		}
 	}
+	sort.Strings(out)
 	return out
 }
 

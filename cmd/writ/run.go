@@ -2,21 +2,27 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/token"
 )
 
 type runStartOpts struct {
-	trigger string
-	json    bool
+	trigger, runDir string
+	json            bool
 }
 
 type runListOpts struct {
@@ -37,7 +43,8 @@ func init() {
 		flags: func(fs *flag.FlagSet) any {
 			o := &runStartOpts{}
 			fs.StringVar(&o.trigger, "trigger", "", "signed trigger file (DSSE envelope or payload+sshsig JSON); - for stdin")
-			fs.BoolVar(&o.json, "json", false, "print the whole run as JSON")
+			fs.StringVar(&o.runDir, "run-dir", "", "where to keep the run's token and DPoP key (default $XDG_STATE_HOME/writ/runs/RUN)")
+			fs.BoolVar(&o.json, "json", false, "print the whole run as JSON (without its token)")
 			return o
 		},
 		run: func(ctx context.Context, e *env, opts any, args []string) error {
@@ -53,14 +60,26 @@ func init() {
 			if err != nil {
 				return err
 			}
-			run, err := c.StartRun(ctx, body)
+			// A key per run: the run's first token is bound to it (DPoP),
+			// so the token alone is useless to whoever copies it.
+			key, err := token.NewDPoPKey()
 			if err != nil {
 				return err
 			}
+			run, err := c.StartRun(ctx, body, key)
+			if err != nil {
+				return err
+			}
+			dir, err := saveRunDir(e, o.runDir, c.BaseURL(), run, key)
+			if err != nil {
+				return fmt.Errorf("run %s started, but its credentials could not be saved: %w", run.ID, err)
+			}
 			if o.json {
+				run.Token = ""
 				return printJSON(e.stdout, run)
 			}
-			fmt.Fprintf(e.stdout, "run %s started\nidentity %s\ndeadline %s\n", run.ID, run.SPIFFEID, run.Deadline.Format(time.RFC3339))
+			fmt.Fprintf(e.stdout, "run %s started\nidentity %s\ndeadline %s\ncredentials %s (DPoP-bound token, key 0600)\n", run.ID, run.SPIFFEID, run.Deadline.Format(time.RFC3339), dir)
+			fmt.Fprintf(e.stdout, "export WRIT_RUN=%s WRIT_RUN_DIR=%s\n", run.ID, dir)
 			return nil
 		},
 	})
@@ -109,7 +128,7 @@ func init() {
 			if len(args) != 1 {
 				return usagef("run show takes one run id")
 			}
-			c, err := newClient(e)
+			c, err := clientFor(e)
 			if err != nil {
 				return err
 			}
@@ -145,7 +164,7 @@ func init() {
 				if len(args) != 1 {
 					return usagef("run %s takes one run id", verb)
 				}
-				c, err := newClient(e)
+				c, err := clientFor(e)
 				if err != nil {
 					return err
 				}
@@ -206,4 +225,95 @@ func readInput(path string) ([]byte, error) {
 		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
 	}
 	return os.ReadFile(path)
+}
+
+// saveRunDir keeps a run's credentials where the commands acting as the
+// run find them: token and dpop.key (0600), url and run id.
+func saveRunDir(e *env, dir, baseURL string, run *client.Run, key *ecdsa.PrivateKey) (string, error) {
+	if dir == "" {
+		state := e.getenv("XDG_STATE_HOME")
+		if state == "" {
+			home := e.getenv("HOME")
+			if home == "" {
+				return "", fmt.Errorf("set --run-dir, XDG_STATE_HOME or HOME")
+			}
+			state = filepath.Join(home, ".local", "state")
+		}
+		dir = filepath.Join(state, "writ", "runs", string(run.ID))
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", err
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{"dpop.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})},
+		{"token", []byte(run.Token + "\n")},
+		{"url", []byte(baseURL + "\n")},
+		{"run", []byte(string(run.ID) + "\n")},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// runClient is a client acting as the run whose credentials are in dir
+// (WRIT_RUN_DIR): its bound token and DPoP key.
+func runClient(e *env, dir string) (*client.Client, string, error) {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b)), err
+	}
+	id, err := read("run")
+	if err != nil {
+		return nil, "", fmt.Errorf("run credentials in %s: %w", dir, err)
+	}
+	tok, err := read("token")
+	if err != nil {
+		return nil, "", err
+	}
+	u, err := read("url")
+	if err != nil {
+		return nil, "", err
+	}
+	if v := e.getenv("WRIT_URL"); v != "" {
+		u = v
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "dpop.key"))
+	if err != nil {
+		return nil, "", err
+	}
+	b, _ := pem.Decode(keyPEM)
+	if b == nil {
+		return nil, "", fmt.Errorf("%s/dpop.key is not PEM", dir)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, "", err
+	}
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, "", fmt.Errorf("%s/dpop.key is not an ECDSA key", dir)
+	}
+	return client.NewRun(u, tok, ek), id, nil
+}
+
+// clientFor returns a human's client, or — when no human token is set and
+// WRIT_RUN_DIR names a run's credentials — that run's own client.
+func clientFor(e *env) (*client.Client, error) {
+	if e.getenv("WRIT_TOKEN") == "" {
+		if dir := e.getenv("WRIT_RUN_DIR"); dir != "" {
+			c, _, err := runClient(e, dir)
+			return c, err
+		}
+	}
+	return newClient(e)
 }
