@@ -49,9 +49,17 @@ func (a *API) auth(allow access, h handlerFunc) handlerFunc {
 			if allow&humans == 0 {
 				return writ.Errorf(writ.KindDenied, "run_only", "this route is for a run's own token, not a human's")
 			}
-		case !runsAllowed || strings.Count(cred, ".") != 2:
-			// Not a human token and not shaped like a JWT, or a route no
-			// run may call: the same answer as any other bad token.
+		case strings.Count(cred, ".") != 2:
+			// Neither a human token nor shaped like a JWT: the same answer
+			// as any other bad token.
+			a.metrics.authFailures.WithLabelValues("malformed").Inc()
+			return errBadToken
+		case !runsAllowed:
+			// A valid run token on a human route is told so; anything else
+			// gets the answer of any other bad token.
+			if _, err := a.verifier().Verify(cred, a.apiAudience()); err == nil {
+				return writ.Errorf(writ.KindDenied, "human_only", "this route needs a human's API token; a run's token cannot call it")
+			}
 			a.metrics.authFailures.WithLabelValues("malformed").Inc()
 			return errBadToken
 		default:

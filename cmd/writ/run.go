@@ -99,7 +99,7 @@ func init() {
 			if len(args) > 0 {
 				return usagef("run list takes no arguments")
 			}
-			c, err := newClient(e)
+			c, err := clientFor(e)
 			if err != nil {
 				return err
 			}
