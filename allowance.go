@@ -95,8 +95,8 @@ func (s *Scope) Outside(a *Agent, p *Profile) []string {
 // Validate checks the syntax of every pattern in s and that it names a
 // positive duration. It does not check s against any allowance.
 func (s *Scope) Validate() error {
-	if s.MaxDuration <= 0 {
-		return fmt.Errorf("scope.maxDuration must be a positive duration such as \"30m\"")
+	if s.MaxDuration < Duration(time.Second) {
+		return fmt.Errorf("scope.maxDuration must be at least 1s, such as \"30m\"")
 	}
 	seen := map[string]bool{}
 	for i, r := range s.Repos {

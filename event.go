@@ -56,3 +56,16 @@ func HumanActor(name string) string { return "human:" + name }
 // SignerActor returns the actor string of a trigger signer:
 // "signer:<name>".
 func SignerActor(name string) string { return "signer:" + name }
+
+// LogEntry is one event as the audit log serves it. Seq is its log index,
+// or -1 while it is committed but not yet logged; Body is the exact stored
+// bytes; Leaf is the leaf hash, SHA-256(0x00 || Body), recorded when it was
+// logged (zero before).
+type LogEntry struct {
+	Seq  int64
+	ID   string
+	Type string
+	Run  RunID
+	Body []byte
+	Leaf [32]byte
+}

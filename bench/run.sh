@@ -18,8 +18,23 @@
 #      against the raw crypto floor, and one SSH trigger verified by
 #      `ssh-keygen -Y verify` versus `writ trigger verify`, per process;
 #   g. the in-process benchmarks of the same paths (server, sqlstore);
-#   h. a CPU profile of the in-process run start benchmark, summarised.
+#   h. a CPU profile of the in-process run start benchmark, summarised;
+#   i. identity (issue 3): JWT-SVID mint and verify and DPoP proof verify per
+#      second per core (go test -bench ./token/) against the raw ES256
+#      floor; the per-request cost of authenticating GET /v1/runs/{id}
+#      through the handler (go test -bench ./httpapi/): human API token,
+#      run bearer token (cache warm, then cold) and run DPoP token with a
+#      fresh proof; a CPU profile of the DPoP request, summarised; and the
+#      peer, `spire-server jwt mint`, one process per token, only when asked:
+#        SPIRE_BIN=DIR       DIR holds a spire-server binary;
+#        BUILD_SPIRE=1       build spire-server v1.13.3 once into
+#                            ${XDG_CACHE_HOME:-~/.cache}/writ-bench/ (~5 min;
+#                            ../shared/TOOLS.md); otherwise "SPIRE: not measured".
 # Raw output lands in bench/out/results/.
+#
+#   ONLY=identity bench/run.sh   # step i alone (about 1 minute, plus SPIRE)
+#   BENCH_COUNT=3 ...            # step i: -count for go test (medians reported)
+#   BENCHTIME=1s ...             # step i: -benchtime for go test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,11 +49,14 @@ rm -f "$RES"/*
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/writ-bench-XXXXXX")
 SERVER_PID=""
+SPIRE_PID=""
 cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  for pid in "$SERVER_PID" "$SPIRE_PID"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -59,6 +77,214 @@ step "machine"
 # another busy process on the machine still skews them: say so.
 if awk '{exit !($1 > 0.5)}' /proc/loadavg; then
   echo "warning: the 1-minute load average is $(cut -d' ' -f1 /proc/loadavg) before the run; something else is using the CPU" >&2
+fi
+
+# ---- i. identity ---------------------------------------------------------------
+# Defined before the other steps so that ONLY=identity runs it alone.
+
+SPIRE_VERSION=v1.13.3
+SPIRE_LOOPS=${SPIRE_LOOPS:-50}
+SPIRE_RESULT="not measured (set SPIRE_BIN=DIR or BUILD_SPIRE=1 to measure spire-server jwt mint)"
+
+# median_of FILE BENCH UNIT: the median, over -count repetitions, of the
+# value before UNIT on the lines of benchmark BENCH (no -N suffix) in FILE.
+median_of() {
+  awk -v b="$2" -v u="$3" '$1 ~ "^"b"(-[0-9]+)?$" {for (i=2;i<NF;i++) if ($(i+1)==u) print $i}' "$1" | sort -g |
+    awk '{v[++n]=$1} END {if (!n) print "?"; else print (n%2 ? v[(n+1)/2] : (v[n/2]+v[n/2+1])/2)}'
+}
+# ms_per_call N CMD...: mean ms per call of CMD over N calls, after 5 warm-up calls.
+ms_per_call() {
+  local n=$1 t0 t1
+  shift
+  for _ in 1 2 3 4 5; do "$@" >/dev/null 2>&1; done
+  t0=$(date +%s%N)
+  for _ in $(seq "$n"); do "$@" >/dev/null 2>&1; done
+  t1=$(date +%s%N)
+  awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN {printf "%.2f", (b-a)/n/1e6}'
+}
+
+# spire_dir prints the directory holding spire-server: SPIRE_BIN, or the
+# tool cache (built there first when BUILD_SPIRE=1); nothing when neither.
+spire_dir() {
+  if [ -n "${SPIRE_BIN:-}" ]; then
+    [ -x "$SPIRE_BIN/spire-server" ] || { echo "SPIRE_BIN=$SPIRE_BIN holds no executable spire-server" >&2; return 1; }
+    echo "$SPIRE_BIN"
+    return 0
+  fi
+  [ "${BUILD_SPIRE:-0}" = 1 ] || return 0
+  # Outside the clone, once per machine (../shared/TOOLS.md): a scratch
+  # module that pins spire-server as a tool, then go install (a plain
+  # `go install …@version` is refused for SPIRE).
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/writ-bench/spire-$SPIRE_VERSION
+  if [ ! -x "$cache/bin/spire-server" ]; then
+    echo "building spire-server $SPIRE_VERSION into $cache (about 5 minutes, once; log in $RES/spire-build.log)" >&2
+    mkdir -p "$cache/mod"
+    if ! (cd "$cache/mod" &&
+      { [ -f go.mod ] || go mod init writ-bench/spire; } &&
+      go get -tool "github.com/spiffe/spire/cmd/spire-server@$SPIRE_VERSION" &&
+      GOBIN=$cache/bin go install github.com/spiffe/spire/cmd/spire-server) >"$RES/spire-build.log" 2>&1; then
+      echo "building spire-server failed; see $RES/spire-build.log" >&2
+      return 1
+    fi
+  fi
+  echo "$cache/bin"
+}
+
+# spire_measure DIR: start spire-server from DIR (SQLite datastore, keys in
+# memory, P-256 JWT key so tokens are ES256 like writ's, trust domain
+# writ.bench, 127.0.0.1 only) and time `spire-server jwt mint`, one process
+# per token, and, as the floor of a process, `spire-server --version`.
+spire_measure() {
+  local bin=$1/spire-server d=$WORK/spire
+  mkdir -p "$d/data"
+  printf '%s\n' \
+    'server {' \
+    '  bind_address = "127.0.0.1"' \
+    "  bind_port = \"${SPIRE_PORT:-18081}\"" \
+    "  socket_path = \"$d/api.sock\"" \
+    '  trust_domain = "writ.bench"' \
+    "  data_dir = \"$d/data\"" \
+    '  log_level = "WARN"' \
+    '  ca_key_type = "ec-p256"' \
+    '  jwt_key_type = "ec-p256"' \
+    '}' \
+    'plugins {' \
+    '  DataStore "sql" {' \
+    '    plugin_data {' \
+    '      database_type = "sqlite3"' \
+    "      connection_string = \"$d/data/datastore.sqlite3\"" \
+    '    }' \
+    '  }' \
+    '  KeyManager "memory" {' \
+    '    plugin_data {}' \
+    '  }' \
+    '  NodeAttestor "join_token" {' \
+    '    plugin_data {}' \
+    '  }' \
+    '}' >"$d/server.conf"
+  "$bin" run -config "$d/server.conf" >"$d/server.log" 2>&1 &
+  SPIRE_PID=$!
+  local ok=""
+  for _ in $(seq 300); do
+    kill -0 "$SPIRE_PID" 2>/dev/null || break
+    if "$bin" healthcheck -socketPath "$d/api.sock" >/dev/null 2>&1; then
+      ok=1
+      break
+    fi
+    sleep 0.1
+  done
+  if [ -z "$ok" ]; then
+    cp "$d/server.log" "$RES/spire-server.log"
+    echo "spire-server did not become healthy; see $RES/spire-server.log" >&2
+    SPIRE_RESULT="not measured (spire-server did not start; see $RES/spire-server.log)"
+    return 0
+  fi
+  spire_mint() { "$bin" jwt mint -socketPath "$d/api.sock" -spiffeID spiffe://writ.bench/agent/bench/run/01 -audience x; }
+  if ! spire_mint >"$RES/spire-token.jwt" 2>"$RES/spire-mint.err"; then
+    echo "spire-server jwt mint failed; see $RES/spire-mint.err" >&2
+    SPIRE_RESULT="not measured (spire-server jwt mint failed; see $RES/spire-mint.err)"
+    return 0
+  fi
+  local hdr alg mint_ms version_ms
+  hdr=$(tr -d ' \n' <"$RES/spire-token.jwt" | cut -d. -f1 | tr '_-' '/+')
+  while [ $((${#hdr} % 4)) -ne 0 ]; do hdr="$hdr="; done
+  alg=$(printf '%s' "$hdr" | base64 -d 2>/dev/null | jq -r .alg 2>/dev/null || echo "?")
+  mint_ms=$(ms_per_call "$SPIRE_LOOPS" spire_mint)
+  version_ms=$(ms_per_call "$SPIRE_LOOPS" "$bin" --version)
+  kill "$SPIRE_PID" 2>/dev/null || true
+  wait "$SPIRE_PID" 2>/dev/null || true
+  SPIRE_PID=""
+  printf 'spire-server jwt mint %s ms/process (alg %s); spire-server --version %s ms/process; mean of %s calls after 5 warm-up\n' \
+    "$mint_ms" "$alg" "$version_ms" "$SPIRE_LOOPS" | tee "$RES/spire.txt" >&2
+  SPIRE_RESULT="$mint_ms ms per token, one process per \`spire-server jwt mint\` (alg $alg); a process that only prints its version takes $version_ms ms: the figure is process start plus a gRPC call on the admin socket, not the signature"
+}
+
+identity_step() {
+  step "i. identity: token mint/verify (./token/), per-request authentication (./httpapi/), SPIRE peer"
+  go test -run='^$' -bench=. -benchmem -benchtime="${BENCHTIME:-1s}" -count="${BENCH_COUNT:-1}" ./token/ | tee "$RES/token.txt" >&2
+  go test -run='^$' -bench=. -benchmem -benchtime="${BENCHTIME:-1s}" -count="${BENCH_COUNT:-1}" ./httpapi/ | tee "$RES/httpapi.txt" >&2
+  go test -run='^$' -bench='AuthRunDPoP$' -benchtime=10000x -cpuprofile "$RES/dpop-cpu.prof" -o "$OUT/httpapi.test" ./httpapi/ >&2
+  go tool pprof -top -cum -nodecount=60 "$OUT/httpapi.test" "$RES/dpop-cpu.prof" >"$RES/dpop-cpu.top" 2>/dev/null
+  go tool pprof -top -cum -nodecount=3000 "$OUT/httpapi.test" "$RES/dpop-cpu.prof" >"$RES/dpop-cpu-all.top" 2>/dev/null
+  local dir
+  if dir=$(spire_dir) && [ -n "$dir" ]; then
+    spire_measure "$dir"
+  elif [ -n "${SPIRE_BIN:-}" ] || [ "${BUILD_SPIRE:-0}" = 1 ]; then
+    SPIRE_RESULT="not measured (no spire-server; see the message above)"
+  fi
+}
+
+identity_summary() {
+  local tk=$RES/token.txt ha=$RES/httpapi.txt
+  tok() { median_of "$tk" "Benchmark$1" "$2"; }
+  api() { median_of "$ha" "Benchmark$1" "$2"; }
+  rate() { awk -v ns="$1" 'BEGIN {if (ns > 0) printf "%.0f", 1e9/ns; else print "?"}'; }
+  rat() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "?"}'; }
+  us() { awk -v ns="$1" 'BEGIN {if (ns > 0) printf "%.1f", ns/1e3; else print "?"}'; }
+  sub_() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", a-b}'; }
+  echo "identity: tokens per second per core, in process (go test -bench ./token/; one goroutine per benchmark)"
+  for pair in "Mint RawES256Sign" "Verify RawES256Verify" "VerifyProof RawES256Verify" "Proof RawES256Sign"; do
+    set -- $pair
+    v=$(tok "$1" ns/op) r=$(tok "$2" ns/op)
+    printf '  %-12s %8s/s %8s us   raw %-15s %8s/s   overhead x%s\n' "$1" "$(rate "$v")" "$(us "$v")" "$2" "$(rate "$r")" "$(rat "$v" "$r")"
+  done
+  printf '  goal >= 20,000 mints/s per core: %s\n' "$(awk -v ns="$(tok Mint ns/op)" 'BEGIN {print (ns > 0 && 1e9/ns >= 20000) ? "met" : "NOT met"}')"
+  echo
+  echo "identity: authenticating GET /v1/runs/{id} through the handler (go test -bench ./httpapi/; one request at a time)"
+  printf '  %-20s %9s %8s %8s   %s\n' benchmark us/op p50_us p99_us "p50 against the human token"
+  local h50 b50 c50 d50
+  h50=$(api AuthHuman p50-us)
+  for b in AuthHuman AuthRunBearer AuthRunBearerCold AuthRunDPoP; do
+    printf '  %-20s %9s %8s %8s   x%s\n' "$b" "$(us "$(api "$b" ns/op)")" "$(api "$b" p50-us)" "$(api "$b" p99-us)" "$(rat "$(api "$b" p50-us)" "$h50")"
+  done
+  b50=$(api AuthRunBearer p50-us) c50=$(api AuthRunBearerCold p50-us) d50=$(api AuthRunDPoP p50-us)
+  printf '  run bearer - human: %s us p50; cold - warm cache (the state check reading SQLite): %s us p50\n' "$(sub_ "$b50" "$h50")" "$(sub_ "$c50" "$b50")"
+  printf '  DPoP - run bearer: %s us p50; goal <= 60 us: %s\n' "$(sub_ "$d50" "$b50")" \
+    "$(awk -v a="$d50" -v b="$b50" 'BEGIN {print (a != "?" && b != "?" && a-b <= 60) ? "met" : "NOT met"}')"
+  printf '  pieces alone: token verify %s us, proof verify %s us, replay insert %s us, GetRun %s us, GetToken %s us\n' \
+    "$(us "$(api AuthParts/VerifyToken ns/op)")" "$(us "$(api AuthParts/VerifyProof ns/op)")" "$(us "$(api AuthParts/UseProof ns/op)")" \
+    "$(us "$(api AuthParts/GetRun ns/op)")" "$(us "$(api AuthParts/GetToken ns/op)")"
+  printf '  16 at a time: run bearer %s us/op, DPoP %s us/op\n' "$(us "$(api AuthRunBearerParallel ns/op)")" "$(us "$(api AuthRunDPoPParallel ns/op)")"
+  printf '  run start (POST /v1/runs), one at a time: %s us p50, with a DPoP proof %s us p50\n' "$(api StartRunBearer p50-us)" "$(api StartRunDPoP p50-us)"
+  echo
+  echo "identity: where the time goes (BenchmarkAuthRunDPoP, 10,000 requests; cumulative CPU, % of all samples)"
+  local item name re
+  for item in \
+    "all samples|Total samples" \
+    "handler, whole request|httpapi\\.\\(\\*API\\)\\.ServeHTTP$" \
+    "  authenticateRun|httpapi\\.\\(\\*API\\)\\.authenticateRun$" \
+    "    token.Verify (the run token)|token\\.\\(\\*Verifier\\)\\.Verify$" \
+    "    token.VerifyProof|token\\.VerifyProof$" \
+    "    UseProof, request side|sqlstore\\.\\(\\*DB\\)\\.UseProof$" \
+    "  showRun (GetRun, JSON)|httpapi\\.\\(\\*API\\)\\.showRun$" \
+    "ECDSA verify (token and proof)|crypto/ecdsa\\.VerifyASN1$" \
+    "store writer (replay inserts)|sqlstore\\.\\(\\*DB\\)\\.writer$" \
+    "proof making (setup, untimed)|token\\.Proof$" \
+    "GC background marking|runtime\\.gcBgMarkWorker$"; do
+    name=${item%%|*} re=${item#*|}
+    if [ "$re" = "Total samples" ]; then
+      printf '  %-36s %s\n' "$name" "$(grep -o 'Total samples = [^ ]*' "$RES/dpop-cpu-all.top" | cut -d' ' -f4)"
+    else
+      printf '  %-36s %s\n' "$name" "$(RE="$re" awk '$6 ~ ENVIRON["RE"] {print $4" "$5; f=1; exit} END {if (!f) print "below the cut-off"}' "$RES/dpop-cpu-all.top")"
+    fi
+  done
+  echo
+  echo "SPIRE: $SPIRE_RESULT"
+}
+
+if [ "${ONLY:-}" = identity ]; then
+  identity_step
+  {
+    echo
+    echo "== summary (ONLY=identity)"
+    cat "$RES/machine.txt"
+    echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
+    echo
+    identity_summary
+    echo
+    echo "raw results in $RES"
+  } | tee "$RES/summary.txt"
+  exit 0
 fi
 
 step "build"
@@ -182,6 +408,8 @@ cum_of() { # cumulative CPU of the first function matching regexp $1
   RE="$1" awk '$6 ~ ENVIRON["RE"] {print $4" "$5; f=1; exit} END {if (!f) print "below pprof'"'"'s cut-off (see its \"Dropped\" line)"}' "$RES/server-cpu-all.top"
 }
 
+identity_step
+
 # ---- summary ----------------------------------------------------------------
 ns_of() { awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" {for (i=2;i<=NF;i++) if ($(i+1)=="ns/op") {print $i; exit}}' "$RES/verify.txt"; }
 per_s() { awk -v ns="$1" 'BEGIN {if (ns > 0) printf "%.0f", 1e9/ns; else print "?"}'; }
@@ -265,6 +493,8 @@ mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
       printf '  %-34s %s\n' "$name" "$(cum_of "$re")"
     fi
   done
+  echo
+  identity_summary
   echo
   echo "raw results in $RES"
 } | tee "$RES/summary.txt"

@@ -256,8 +256,98 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	if out == nil {
 		return nil
 	}
+	if raw, ok := out.(*rawBody); ok {
+		*raw = data
+		return nil
+	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("decode %s %s response: %w", method, path, err)
 	}
 	return nil
 }
+
+// AuditEntry is one audit log entry: Body holds the exact stored bytes.
+type AuditEntry struct {
+	Seq      int64      `json:"seq"`
+	ID       string     `json:"id"`
+	Type     string     `json:"type"`
+	Run      writ.RunID `json:"run,omitempty"`
+	Body     []byte     `json:"body"`
+	LeafHash string     `json:"leafHash,omitempty"`
+}
+
+// AuditCheckpoint returns the latest signed checkpoint note; wait > 0 first
+// waits (at most 10 s, server-side) until the log has that many entries.
+func (c *Client) AuditCheckpoint(ctx context.Context, wait int64) ([]byte, error) {
+	path := "/v1/audit/checkpoint"
+	if wait > 0 {
+		path += "?wait=" + strconv.FormatInt(wait, 10)
+	}
+	var raw rawBody
+	err := c.do(ctx, http.MethodGet, path, nil, &raw)
+	return raw, err
+}
+
+// AuditKey returns the log's public note verifier key.
+func (c *Client) AuditKey(ctx context.Context) (string, error) {
+	var out struct {
+		Key    string `json:"key"`
+		Origin string `json:"origin"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/audit/key", nil, &out)
+	return out.Key, err
+}
+
+// AuditCheckpoints returns up to limit stored checkpoints, newest first.
+func (c *Client) AuditCheckpoints(ctx context.Context, limit int) ([]string, error) {
+	var out struct {
+		Checkpoints []string `json:"checkpoints"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/audit/checkpoints?limit="+strconv.Itoa(limit), nil, &out)
+	return out.Checkpoints, err
+}
+
+// AuditEntries returns the logged entries with index in [start, end), in
+// pages of at most 1000.
+func (c *Client) AuditEntries(ctx context.Context, start, end int64) ([]AuditEntry, error) {
+	var all []AuditEntry
+	for start < end {
+		var out struct {
+			Entries []AuditEntry `json:"entries"`
+		}
+		q := fmt.Sprintf("/v1/audit/entries?start=%d&end=%d", start, end)
+		if err := c.do(ctx, http.MethodGet, q, nil, &out); err != nil {
+			return nil, err
+		}
+		if len(out.Entries) == 0 {
+			break
+		}
+		all = append(all, out.Entries...)
+		start = out.Entries[len(out.Entries)-1].Seq + 1
+	}
+	return all, nil
+}
+
+// TraceEvent is one event of a run's trace.
+type TraceEvent struct {
+	Seq   int64           `json:"seq"`
+	ID    string          `json:"id"`
+	Type  string          `json:"type"`
+	Event json.RawMessage `json:"event"`
+}
+
+// Trace is a run and everything it did, in commit order.
+type Trace struct {
+	Run    Run          `json:"run"`
+	Events []TraceEvent `json:"events"`
+}
+
+// Trace returns a run's timeline.
+func (c *Client) Trace(ctx context.Context, run string) (*Trace, error) {
+	var t Trace
+	err := c.do(ctx, http.MethodGet, "/v1/trace/"+url.PathEscape(run), nil, &t)
+	return &t, err
+}
+
+// rawBody receives a non-JSON response body as is.
+type rawBody []byte

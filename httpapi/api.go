@@ -50,6 +50,12 @@ type Config struct {
 	// Audiences are the downstream audiences (Vault, cloud STS, …) a run
 	// may get tokens for besides writ's own API.
 	Audiences []string
+	// Audit is the audit log; AuditStore its read side.
+	Audit      AuditLog
+	AuditStore AuditStore
+	// AuditKey is the log's public note verifier key; AuditOrigin its
+	// checkpoint origin (<trustDomain>/audit).
+	AuditKey, AuditOrigin string
 	// RotateIdentity makes a new identity key current and returns its kid.
 	RotateIdentity func(ctx context.Context, actor string) (string, error)
 	Logger         *slog.Logger
@@ -113,7 +119,7 @@ func (a *API) routes(reg *prometheus.Registry) {
 
 	a.route("POST /v1/runs", a.public(a.startRun))
 	a.route("GET /v1/runs", a.human(a.listRuns))
-	a.route("GET /v1/runs/{id}", a.auth(humans|ownRun|ownRunSuspended, a.showRun))
+	a.route("GET /v1/runs/{id}", a.auth(humans|ownRun, a.showRun))
 	a.route("POST /v1/runs/{id}/end", a.auth(humans|ownRun|ownRunSuspended, a.transition(writ.RunEnded, false)))
 	a.route("POST /v1/runs/{id}/suspend", a.human(a.transition(writ.RunSuspended, false)))
 	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
@@ -122,6 +128,14 @@ func (a *API) routes(reg *prometheus.Registry) {
 
 	a.route("POST /v1/tokens", a.human(a.createToken))
 	a.route("POST /v1/keys/{kind}/rotate", a.human(a.rotateKey))
+
+	a.route("GET /v1/audit/checkpoint", a.human(a.auditCheckpoint))
+	a.route("GET /v1/audit/key", a.human(a.auditKey))
+	a.route("GET /v1/audit/checkpoints", a.human(a.auditCheckpoints))
+	a.route("GET /v1/audit/entries", a.human(a.auditEntries))
+	a.route("GET /v1/audit/proof/inclusion", a.human(a.auditInclusion))
+	a.route("GET /v1/audit/proof/consistency", a.human(a.auditConsistency))
+	a.route("GET /v1/trace/{id}", a.human(a.trace))
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

@@ -15,9 +15,10 @@ import (
 const (
 	unboundTTL = 5 * time.Minute  // bearer tokens: API, MCP, downstream
 	boundTTL   = 15 * time.Minute // DPoP-bound API tokens
-	// proofMemory is how long a DPoP proof's jti is remembered: longer than
-	// any proof is accepted (max age plus leeway on both sides).
-	proofMemory = 3 * time.Minute
+	// proofMemory is how long after its iat a DPoP proof's jti is
+	// remembered: longer than any proof is accepted (token.MaxProofAge plus
+	// the leeway), with a margin.
+	proofMemory = token.MaxProofAge + 2*time.Minute
 )
 
 // IdentityKeys is what the API needs of the identity key set.
@@ -36,6 +37,11 @@ func (a *API) mint(run *writ.Run, audience, jkt string, ttl time.Duration, now t
 	exp := now.Add(ttl)
 	if exp.After(run.Deadline) {
 		exp = run.Deadline
+	}
+	// Times are whole seconds in a token: with less than that left, exp
+	// would not be after iat, and Mint would fail as an internal error.
+	if exp.Unix() <= now.Unix() {
+		return "", nil, writ.Errorf(writ.KindUnauthenticated, "token_revoked", "run %s reaches its deadline within the second: no token can be issued for it", run.ID)
 	}
 	c := &token.Claims{
 		Issuer: a.cfg.PublicURL, Subject: run.SPIFFEID(a.cfg.TrustDomain), Audience: audience,
@@ -70,13 +76,15 @@ func (a *API) checkProof(r *http.Request, accessToken, jkt string) (*token.Proof
 	}
 	now := a.now()
 	pc, err := token.VerifyProof(proofs[0], token.ProofCheck{
-		Method: r.Method, URL: a.cfg.PublicURL + r.URL.Path, AccessToken: accessToken, JKT: jkt,
+		Method: r.Method, URL: a.cfg.PublicURL + r.URL.EscapedPath(), AccessToken: accessToken, JKT: jkt,
 		Now: now, Leeway: time.Minute,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := a.cfg.Store.UseProof(r.Context(), pc.JKT, pc.JTI, now.Add(proofMemory)); err != nil {
+	// Remember the jti until the proof could no longer be accepted anyway:
+	// its iat plus the maximum age plus leeway, and a margin.
+	if err := a.cfg.Store.UseProof(r.Context(), pc.JKT, pc.JTI, pc.IssuedAt.Add(proofMemory)); err != nil {
 		return nil, err
 	}
 	return pc, nil

@@ -249,9 +249,13 @@ func (c *Config) resolve(dir string) {
 // the key it concerns.
 func (c *Config) Validate() error {
 	u, err := url.Parse(c.PublicURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("publicURL %q: want an absolute http(s) URL such as https://writ.example.org", c.PublicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("publicURL %q: want an absolute http(s) URL without a path, such as https://writ.example.org", c.PublicURL)
 	}
+	// One spelling: token audiences and DPoP htu are built by appending
+	// paths to it.
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if c.TrustDomain == "" {
 		return fmt.Errorf("trustDomain is required (for example writ.example.org)")
 	}

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
@@ -36,10 +37,14 @@ type Server struct {
 	store *sqlstore.DB
 	keys  *Keys
 	ids   *identityKeys
-	api   *httpapi.API
-	http  *http.Server
-	ln    net.Listener
-	wake  chan struct{}
+	audit *auditlog.Log
+	// auditRef lets the store's commit hook reach the log, which is built
+	// after the store.
+	auditRef atomic.Pointer[auditlog.Log]
+	api      *httpapi.API
+	http     *http.Server
+	ln       net.Listener
+	wake     chan struct{}
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -76,11 +81,22 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: cfg.Store, Durability: cfg.Durability, Logger: s.log, Now: s.now})
+	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: cfg.Store, Durability: cfg.Durability, Logger: s.log, Now: s.now,
+		OnEvents: func() {
+			if l := s.auditRef.Load(); l != nil {
+				l.Wake()
+			}
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
 	}
 	s.store = store
+	s.audit, err = auditlog.New(auditlog.Config{Store: auditStore{store}, Signer: keys.Log, Origin: cfg.TrustDomain + "/audit", Logger: s.log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.auditRef.Store(s.audit)
 	s.ids = &identityKeys{store: store, path: cfg.Keys.Identity, now: s.now}
 	if err := s.ids.register(ctx, keys.Identity); err != nil {
 		store.Close()
@@ -101,6 +117,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	s.api = httpapi.New(httpapi.Config{
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
+		Audit: s.audit, AuditStore: store, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
@@ -187,6 +204,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.expiryLoop(gctx) })
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
+	g.Go(func() error { return s.audit.Run(gctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -274,6 +292,9 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		}
 		if _, err := s.store.PruneProofs(ctx, s.now()); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "prune dpop proofs", slog.Any("error", err))
+		}
+		if _, err := s.store.PruneCheckpoints(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "prune checkpoints", slog.Any("error", err))
 		}
 		select {
 		case <-ctx.Done():

@@ -46,6 +46,8 @@ func runConformance(t *testing.T, open func(t *testing.T) *DB) {
 		{"SigningKeys", testSigningKeys},
 		{"UseProof", testUseProof},
 		{"AppendEvent", testAppendEvent},
+		{"AuditLog", testAuditLog},
+		{"PruneCheckpoints", testPruneCheckpoints},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

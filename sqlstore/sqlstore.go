@@ -32,6 +32,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock that stamps commits; nil means time.Now.
 	Now func() time.Time
+	// OnEvents, when set, is called (on the writer goroutine, so it must
+	// not block) after every commit that stored events — the audit log's
+	// integrator wakes on it.
+	OnEvents func()
 }
 
 // Durability levels for [Config].

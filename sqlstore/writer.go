@@ -155,6 +155,9 @@ func (db *DB) commit(batch []*request, errs []error) {
 		fail(fmt.Errorf("sqlstore: commit: %w", err))
 		return
 	}
+	if tx.events > 0 && db.cfg.OnEvents != nil {
+		db.cfg.OnEvents()
+	}
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
@@ -195,8 +198,9 @@ func (db *DB) batchNow() time.Time {
 // SQLite, interrupting a statement can roll back the whole transaction,
 // and with it the other requests of the batch.
 type wtx struct {
-	db  *DB
-	now time.Time // the batch's commit time
+	db     *DB
+	now    time.Time // the batch's commit time
+	events int       // events appended in this batch (including rolled-back ones)
 }
 
 // stmt returns a prepared statement for query, prepared once per
@@ -269,6 +273,7 @@ func (tx *wtx) appendEvent(ev *writ.Event) error {
 		}
 		return fmt.Errorf("sqlstore: insert event: %w", err)
 	}
+	tx.events++
 	return nil
 }
 

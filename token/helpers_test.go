@@ -136,7 +136,22 @@ func buildJWS(tb testing.TB, h header, payload any, sign signFunc) string {
 	return input + "." + b64(sign([]byte(input)))
 }
 
+func mustJSON(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func b64dec(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+func stdB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func ellipticP384() elliptic.Curve { return elliptic.P384() }
 
 func es256(tb testing.TB, key *ecdsa.PrivateKey) signFunc {
 	return func(in []byte) []byte {

@@ -67,9 +67,10 @@ type Verifier struct {
 //   - exp is present and after now minus the leeway;
 //   - iat is present and not after now plus the leeway; nbf, when present,
 //     too; and exp is after iat;
+//   - nbf, when present, is before exp;
 //   - sub is a SPIFFE ID, and run and jti are not empty;
-//   - cnf, when present, has a jkt; act, when present, is a well-formed
-//     chain.
+//   - cnf, when present, has a jkt that is a SHA-256 thumbprint; act, when
+//     present, is a well-formed chain.
 //
 // Errors are *writ.Error values of kind writ.KindUnauthenticated whose
 // codes are the Code constants; their messages never contain the token.
@@ -173,6 +174,9 @@ func (v *Verifier) Verify(raw, audience string) (*Claims, error) {
 	if *pc.Exp <= *pc.Iat {
 		return nil, invalidToken("the token expires before it was issued; get a new token")
 	}
+	if pc.Nbf != nil && *pc.Nbf >= *pc.Exp {
+		return nil, invalidToken("the token is never valid (nbf is not before exp); get a new token")
+	}
 	if !validSPIFFEID(pc.Sub) {
 		return nil, invalidToken("the token's sub is not a SPIFFE ID; use a run token writ issued")
 	}
@@ -182,8 +186,8 @@ func (v *Verifier) Verify(raw, audience string) (*Claims, error) {
 	if pc.Jti == "" {
 		return nil, invalidToken("the token has no jti claim; get a new token")
 	}
-	if pc.Cnf != nil && pc.Cnf.JKT == "" {
-		return nil, invalidToken("the token's cnf claim has no jkt, the only confirmation writ can check; get a new token")
+	if pc.Cnf != nil && !validThumbprint(pc.Cnf.JKT) {
+		return nil, invalidToken("the token's cnf claim has no jkt (a SHA-256 key thumbprint), the only confirmation writ can check; get a new token")
 	}
 	act, err := fromWireActor(pc.Act)
 	if err != nil {
@@ -220,19 +224,59 @@ func clampLeeway(d time.Duration) time.Duration {
 }
 
 // compactShape reports whether s looks like a JWS in compact serialization:
-// three non-empty-header parts of the base64url alphabet separated by two
-// dots. It refuses whitespace and the JSON serialization up front.
+// three parts of the base64url alphabet separated by two dots, the first
+// not empty, each part canonically encoded (no padding, no stray bits in
+// the last character). It refuses whitespace and the JSON serialization up
+// front, and it makes the bytes go-jose verifies the bytes that were sent.
 func compactShape(s string) bool {
-	dots := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '.':
-			dots++
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
+	dots, start := 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if !canonicalB64(s[start:i]) {
+				return false
+			}
+			if i < len(s) {
+				dots++
+			}
+			start = i + 1
+			continue
+		}
+		if b64Value(s[i]) < 0 {
 			return false
 		}
 	}
 	return dots == 2 && s[0] != '.'
+}
+
+// canonicalB64 reports whether part, already known to be of the base64url
+// alphabet, is the canonical unpadded encoding of some bytes: its length is
+// not 1 modulo 4 and the bits of its last character that encode nothing are
+// zero.
+func canonicalB64(part string) bool {
+	switch len(part) % 4 {
+	case 1:
+		return false
+	case 2:
+		return b64Value(part[len(part)-1])&0x0f == 0
+	case 3:
+		return b64Value(part[len(part)-1])&0x03 == 0
+	}
+	return true
+}
+
+// b64Value is the value of a base64url character, or -1.
+func b64Value(c byte) int {
+	switch {
+	case c >= 'A' && c <= 'Z':
+		return int(c - 'A')
+	case c >= 'a' && c <= 'z':
+		return int(c-'a') + 26
+	case c >= '0' && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
 }

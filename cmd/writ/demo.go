@@ -237,12 +237,45 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		if c, ok := parsed.Details["code"]; ok {
 			extra = fmt.Sprintf(" (%v)", c)
 		}
-		d.detail("#%d %-17s %s%s", ev.Pos, ev.Type, parsed.Actor, extra)
+		d.detail("%-17s %s%s", ev.Type, parsed.Actor, extra)
 	}
 	if fmt.Sprint(types) != fmt.Sprint(want) {
 		return fmt.Errorf("demo: events: want %v, got %v", want, types)
 	}
 	d.detail("the tampered trigger left no event: a signature that does not verify authenticates no one, so it only counts in metrics")
+
+	d.say("An auditor verifies the log without trusting writ's database: signed checkpoint, every leaf, the tree.")
+	if _, err := human.AuditCheckpoint(ctx, int64(len(evs))); err != nil {
+		return fmt.Errorf("demo: waiting for the checkpoint: %w", err)
+	}
+	x, err := fetchLog(ctx, human)
+	if err != nil {
+		return err
+	}
+	cp, res, err := verifyLog(x, x.Key, nil)
+	if err != nil {
+		return fmt.Errorf("demo: the audit log does not verify: %w", err)
+	}
+	d.detail("checkpoint %s, size %d, signed by %s", cp.Origin, cp.Size, strings.SplitN(x.Key, "+", 2)[0])
+	d.detail("ok: %d entries re-hashed from their exact bytes reproduce the signed root", res.Entries)
+	x.entries[3].Body = append([]byte(nil), x.entries[3].Body...)
+	x.entries[3].Body[len(x.entries[3].Body)-3] ^= 1
+	if _, _, err := verifyLog(x, x.Key, nil); err == nil {
+		return fmt.Errorf("demo: a tampered entry verified")
+	} else {
+		d.detail("one byte of entry 3 changed: %v", err)
+	}
+
+	d.say("The run's trace: from the trigger to its end, with log indexes.")
+	tr, err := human.Trace(ctx, string(run.ID))
+	if err != nil {
+		return err
+	}
+	for _, te := range tr.Events {
+		var ev writ.Event
+		_ = json.Unmarshal(te.Event, &ev)
+		d.detail("#%-3d %-17s %-12s %s", te.Seq, te.Type, ev.Actor, summary(&ev))
+	}
 	fmt.Fprintf(e.stdout, "\ndemo ok\n")
 	return nil
 }
