@@ -32,7 +32,7 @@
 #                            ../shared/TOOLS.md); otherwise "SPIRE: not measured".
 # Raw output lands in bench/out/results/.
 #
-#   ONLY=identity bench/run.sh   # step i alone (about 1 minute, plus SPIRE)
+#   ONLY=identity bench/run.sh   # step i alone (about 35 s, 1 min 30 s with BENCH_COUNT=3; plus SPIRE)
 #   BENCH_COUNT=3 ...            # step i: -count for go test (medians reported)
 #   BENCHTIME=1s ...             # step i: -benchtime for go test
 set -euo pipefail
