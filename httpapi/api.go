@@ -68,13 +68,14 @@ type Config struct {
 
 // API serves writ's HTTP API.
 type API struct {
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	metrics *metrics
-	junkLog *limiter
-	mux     *http.ServeMux
-	runs    *runCache
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	metrics  *metrics
+	junkLog  *limiter
+	mux      *http.ServeMux
+	runs     *runCache
+	verified verifiedTokens
 }
 
 // Body limits.
@@ -100,6 +101,7 @@ func New(cfg Config) *API {
 	a.metrics = newMetrics(reg, cfg.Store)
 	a.junkLog = &limiter{every: time.Second}
 	a.runs = newRunCache(cfg.Store)
+	a.verified.max = 100000
 	a.mux = http.NewServeMux()
 	a.routes(reg)
 	return a

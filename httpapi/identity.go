@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/writ-dev/writ"
@@ -93,7 +95,7 @@ func (a *API) checkProof(r *http.Request, accessToken, jkt string) (*token.Proof
 // authenticateRun checks a run's JWT-SVID: bearer only when unbound, DPoP
 // with a fresh proof when bound; then the run's state, on every request.
 func (a *API) authenticateRun(r *http.Request, scheme, raw string, allowSuspended bool) (*writ.Principal, error) {
-	c, err := a.verifier().Verify(raw, a.apiAudience())
+	c, err := a.verifyRunToken(raw)
 	if err != nil {
 		a.metrics.authFailures.WithLabelValues("run_token").Inc()
 		return nil, err
@@ -248,4 +250,44 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"kind": kind, "kid": kid})
+}
+
+// verifiedTokens remembers API tokens whose signature and claims were
+// verified, by SHA-256 of the token, until they expire: a run presents the
+// same token on every request for up to 15 minutes, and its ES256 check
+// is most of a request's cost. Only the signature and the fixed claims are
+// remembered; expiry, the run's state and (for bound tokens) a fresh DPoP
+// proof are still checked on every request. A key stays published until
+// every token it signed has expired, so a remembered token never outlives
+// its key.
+type verifiedTokens struct {
+	mu  sync.Mutex
+	m   map[[32]byte]*token.Claims
+	max int
+}
+
+// verifyRunToken verifies raw as a run API token, through the cache.
+func (a *API) verifyRunToken(raw string) (*token.Claims, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := a.now()
+	a.verified.mu.Lock()
+	c, ok := a.verified.m[key]
+	a.verified.mu.Unlock()
+	// The time checks are the verifier's, repeated on every hit: the
+	// clock moves (or steps back) while the token is remembered.
+	if ok && now.Before(c.Expiry.Add(time.Minute)) && !now.Before(c.IssuedAt.Add(-time.Minute)) &&
+		(c.NotBefore.IsZero() || !now.Before(c.NotBefore.Add(-time.Minute))) {
+		return c, nil
+	}
+	c, err := a.verifier().Verify(raw, a.apiAudience())
+	if err != nil {
+		return nil, err
+	}
+	a.verified.mu.Lock()
+	if a.verified.m == nil || len(a.verified.m) >= a.verified.max {
+		a.verified.m = make(map[[32]byte]*token.Claims)
+	}
+	a.verified.m[key] = c
+	a.verified.mu.Unlock()
+	return c, nil
 }
