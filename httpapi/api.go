@@ -53,6 +53,7 @@ type Config struct {
 	// Audit is the audit log; AuditStore its read side.
 	Audit      AuditLog
 	AuditStore AuditStore
+	Tiles      TileLog
 	// AuditKey is the log's public note verifier key; AuditOrigin its
 	// checkpoint origin (<trustDomain>/audit).
 	AuditKey, AuditOrigin string
@@ -138,6 +139,9 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /v1/audit/proof/inclusion", a.human(a.auditInclusion))
 	a.route("GET /v1/audit/proof/consistency", a.human(a.auditConsistency))
 	a.route("GET /v1/trace/{id}", a.human(a.trace))
+	a.route("GET /v1/audit/tlog/checkpoint", a.human(a.tlogCheckpoint))
+	a.route("GET /v1/audit/tlog/tile/entries/{path...}", a.human(a.tlogEntries))
+	a.route("GET /v1/audit/tlog/tile/{level}/{path...}", a.human(a.tlogTile))
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	s.api = httpapi.New(httpapi.Config{
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
-		Audit: s.audit, AuditStore: store, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
+		Audit: s.audit, AuditStore: store, Tiles: s.audit, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
