@@ -396,6 +396,12 @@ func (l *Log) Latest(ctx context.Context) (Checkpoint, []byte, error) {
 // holds less than this process already signed is an error: it was rolled
 // back (restored from a backup) behind the published log.
 func (l *Log) refresh(ctx context.Context) (Checkpoint, []byte, error) {
+	// What this process signed, read before the store: a size signed
+	// after this point may be committed after the store read began, and
+	// a read that misses it is not a rollback.
+	l.mu.Lock()
+	signed := l.signed
+	l.mu.Unlock()
 	msg, err := l.store.LatestCheckpoint(ctx)
 	if err != nil {
 		return Checkpoint{}, nil, fmt.Errorf("audit log: latest checkpoint: %w", err)
@@ -421,9 +427,6 @@ func (l *Log) refresh(ctx context.Context) (Checkpoint, []byte, error) {
 			return Checkpoint{}, nil, fmt.Errorf("audit log: the stored latest checkpoint is for log %q, not %q", cp.Origin, l.origin)
 		}
 	}
-	l.mu.Lock()
-	signed := l.signed
-	l.mu.Unlock()
 	if cp.Size < signed {
 		return Checkpoint{}, nil, fmt.Errorf("audit log: the store's latest checkpoint commits to %d entries, but this server already signed %d: the store was rolled back; refusing to serve or extend the log", cp.Size, signed)
 	}

@@ -154,6 +154,13 @@ func fetchLog(ctx context.Context, c *client.Client) (*logExport, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The older checkpoints first: fetched after the latest, they could
+	// include checkpoints the log signed in between, larger than the one
+	// verified, which reads as a rollback.
+	older, err := c.AuditCheckpoints(ctx, 1000)
+	if err != nil {
+		return nil, err
+	}
 	cpNote, err := c.AuditCheckpoint(ctx, 0)
 	if err != nil {
 		return nil, err
@@ -163,10 +170,6 @@ func fetchLog(ctx context.Context, c *client.Client) (*logExport, error) {
 		return nil, fmt.Errorf("the server's log key: %w", err)
 	}
 	cp, err := auditlog.OpenCheckpoint(cpNote, v, v.Name())
-	if err != nil {
-		return nil, err
-	}
-	older, err := c.AuditCheckpoints(ctx, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -365,9 +368,13 @@ func runAuditTail(ctx context.Context, e *env, opts any, args []string) error {
 	for {
 		es, err := c.AuditEntries(ctx, next, size)
 		if err != nil {
+			if o.follow && ctx.Err() != nil {
+				return nil // interrupted: the way -f ends
+			}
 			return err
 		}
 		for _, ae := range es {
+			next = ae.Seq + 1
 			if o.json {
 				fmt.Fprintf(e.stdout, "%d %s\n", ae.Seq, ae.Body)
 				continue
@@ -375,18 +382,17 @@ func runAuditTail(ctx context.Context, e *env, opts any, args []string) error {
 			var ev writ.Event
 			_ = json.Unmarshal(ae.Body, &ev)
 			fmt.Fprintf(e.stdout, "%-6d %s  %-18s %-22s %s %s\n", ae.Seq, ev.Time.Format(time.RFC3339), ae.Type, ev.Actor, ev.Run, summary(&ev))
-			next = ae.Seq + 1
 		}
 		if !o.follow {
 			return nil
 		}
 		// Wait (server-side, at most 10 s) for the log to grow.
 		cp, err := c.AuditCheckpoint(ctx, next+1)
-		if err != nil && writ.ErrorCode(err) != "not_yet_logged" {
-			return err
-		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err != nil && writ.ErrorCode(err) != "not_yet_logged" {
+			return err
 		}
 		if err == nil {
 			size = checkpointSize(cp)

@@ -44,7 +44,7 @@ func TestScripts(t *testing.T) {
 			}
 			return false, nil
 		},
-		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		Cmds: auditCmds(map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// waitenv FILE waits (up to 60 s) for FILE, written atomically
 			// by `writ serve --dev`, and sets each KEY=VALUE line in the
 			// script's environment.
@@ -83,7 +83,7 @@ func TestScripts(t *testing.T) {
 				ts.Check(err)
 				ts.Setenv(args[2], v)
 			},
-		},
+		}),
 	})
 }
 
