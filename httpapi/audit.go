@@ -248,7 +248,11 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) error {
 	for i, e := range es {
 		out[i] = TraceEvent{Seq: e.Seq, ID: e.ID, Type: e.Type, Event: json.RawMessage(e.Body)}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"run": RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)}, "events": out})
+	// Not indented: each event stays the exact bytes the log hashed
+	// (encoding/json only re-indents raw messages when asked to indent).
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(map[string]any{"run": RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)}, "events": out})
 }
 
 func hashes[T ~[]tlog.Hash](p T) []string {
