@@ -30,11 +30,29 @@
 #        BUILD_SPIRE=1       build spire-server v1.13.3 once into
 #                            ${XDG_CACHE_HOME:-~/.cache}/writ-bench/ (~5 min;
 #                            ../shared/TOOLS.md); otherwise "SPIRE: not measured".
+#
+#   j. the audit log (issue 4): durable events per second through the store
+#      (DB.AppendEvent, group commit, durability normal and full; alone and
+#      with the integrator running) against a plain insert of the same rows
+#      into SQLite (autocommit, and one transaction); commit -> signed
+#      checkpoint latency under a steady load of 1,000 to 10,000 events/s
+#      (a whole in-process server; fresh, and on a 1,000,000-entry log);
+#      inclusion proofs at 1,000,000 entries (store and HTTP, beside the
+#      in-memory auditlog); `writ audit export` of that log and its offline
+#      `writ audit verify --export`, beside the in-memory auditlog.Verify;
+#      CPU profiles of the append + integrate path, summarised. The
+#      1,000,000-entry log is built once (about 2.5 minutes) into
+#      ${WRIT_BENCH_CACHE:-${XDG_CACHE_HOME:-~/.cache}/writ-bench}/audit-1m
+#      and reused while it is there.
 # Raw output lands in bench/out/results/.
 #
 #   ONLY=identity bench/run.sh   # step i alone (about 35 s, 1 min 30 s with BENCH_COUNT=3; plus SPIRE)
 #   BENCH_COUNT=3 ...            # step i: -count for go test (medians reported)
 #   BENCHTIME=1s ...             # step i: -benchtime for go test
+#   ONLY=audit bench/run.sh      # step j alone (about 6 minutes, plus 2.5 to build the 1M log once)
+#   AUDIT_N=100000 ...           # step j: events per throughput benchmark
+#   AUDIT_LOAD_SECONDS=10 ...    # step j: seconds measured per latency load (after 1 s warm-up)
+#   AUDIT_LOAD_RATES="1000 5000 10000" ...  # step j: the latency loads, events/s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -272,6 +290,246 @@ identity_summary() {
   echo "SPIRE: $SPIRE_RESULT"
 }
 
+# ---- j. audit log --------------------------------------------------------------
+# Defined before the other steps so that ONLY=audit runs it alone.
+
+AUDIT_N=${AUDIT_N:-100000}
+AUDIT_PROOFS=${AUDIT_PROOFS:-20000}
+AUDIT_VERIFY_REPEAT=${AUDIT_VERIFY_REPEAT:-3}
+AUDIT_COUNT=${AUDIT_COUNT:-1}
+export WRIT_BENCH_CACHE=${WRIT_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/writ-bench}
+AUDIT_CACHE=$WRIT_BENCH_CACHE/audit-1m
+export WRIT_AUDIT_LOAD_SECONDS=${AUDIT_LOAD_SECONDS:-10}
+export WRIT_AUDIT_LOAD_RATES=${AUDIT_LOAD_RATES:-"1000 5000 10000"}
+
+audit_step() {
+  step "j. audit log: durable events/s against a plain insert, commit -> checkpoint latency, 1,000,000 entries: proofs, export, offline verify"
+  go build -o "$OUT/writ" ./cmd/writ
+  cut -d' ' -f1-3 /proc/loadavg >"$RES/audit-load-before.txt"
+
+  echo "j1. the 1,000,000-entry log in $AUDIT_CACHE" >&2
+  if [ ! -f "$AUDIT_CACHE/build.json" ]; then
+    echo "not cached: building it (about 2.5 minutes on 2 cores, once)" >&2
+  fi
+  go test -run='^$' -bench='^BenchmarkAuditBuild1M$' -benchtime=1x -timeout=60m ./server/ | tee "$RES/audit-build.txt" >&2
+  cp "$AUDIT_CACHE/build.json" "$RES/audit-build.json"
+
+  echo "j2. durable events/s: the store alone and the peer (sqlstore), then with the integrator (server); $AUDIT_N events each, $AUDIT_COUNT times" >&2
+  go test -run='^$' -bench='^BenchmarkAudit(Append|PeerInsert)$' -benchmem -benchtime="${AUDIT_N}x" -count="$AUDIT_COUNT" -timeout=60m ./sqlstore/ | tee "$RES/audit-append.txt" >&2
+  # With the integrator: on a fresh log, and on a copy of the 1,000,000-entry log.
+  go test -run='^$' -bench='^BenchmarkAuditAppendIntegrated$' -benchmem -benchtime="${AUDIT_N}x" -count="$AUDIT_COUNT" -timeout=60m ./server/ | tee "$RES/audit-integrated.txt" >&2
+
+  echo "j3. commit -> signed checkpoint latency, $WRIT_AUDIT_LOAD_SECONDS s per load at $WRIT_AUDIT_LOAD_RATES events/s" >&2
+  go test -run='^$' -bench='^BenchmarkAuditCheckpointLatency$' -benchtime=1x -timeout=60m ./server/ | tee "$RES/audit-latency.txt" >&2
+
+  echo "j4. inclusion proofs at 1,000,000 entries: store and HTTP, then the in-memory auditlog (its peer)" >&2
+  go test -run='^$' -bench='^BenchmarkAuditInclusionProof1M$' -benchmem -benchtime="${AUDIT_PROOFS}x" -timeout=30m ./server/ | tee "$RES/audit-proof.txt" >&2
+  go test -run='^$' -bench='^Benchmark(InclusionProof|CheckInclusion)$' -benchmem -timeout=30m ./auditlog/ | tee "$RES/audit-mem.txt" >&2
+  go test -run='^$' -bench='^BenchmarkVerify$/^entries=1000000$' -benchmem -benchtime=3x -timeout=30m ./auditlog/ | tee -a "$RES/audit-mem.txt" >&2
+
+  echo "j5. writ audit export of the 1,000,000-entry log (writ serve on a copy), then writ audit verify --export, $AUDIT_VERIFY_REPEAT times" >&2
+  local a=$WORK/audit-1m x=$WORK/audit-1m.jsonl token url="" key t0 t1 r
+  rm -rf "$a"
+  cp -a "$AUDIT_CACHE" "$a"
+  token=$("$OUT/writ" token create --bootstrap --config "$a/writ.yaml" --human dev 2>/dev/null)
+  "$OUT/writ" serve --config "$a/writ.yaml" --listen 127.0.0.1:0 >"$WORK/audit-serve.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    url=$(awk '/msg="writ serving"/ {for (i=1;i<=NF;i++) if ($i ~ /^addr=/) {print "http://" substr($i, 6); exit}}' "$WORK/audit-serve.log")
+    [ -n "$url" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/audit-serve.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "writ serve did not start; see $WORK/audit-serve.log" >&2; exit 1; }
+  key=$(curl -fsS -H "Authorization: Bearer $token" "$url/v1/audit/key" | jq -r .key)
+  echo "$key" >"$RES/audit-log.pub"
+  # What an idle server with a 1,000,000-entry log costs: its CPU over 10 s
+  # with no requests, after its start-up events are logged.
+  sleep 3
+  local c0 c1
+  c0=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  sleep 10
+  c1=$(awk '{print $14 + $15}' "/proc/$SERVER_PID/stat")
+  echo "idle_cpu_pct $(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", (b-a)/hz/10*100}')" >"$RES/audit-idle.txt"
+  t0=$(date +%s%N)
+  WRIT_URL=$url WRIT_TOKEN=$token "$OUT/writ" audit export -o "$x"
+  t1=$(date +%s%N)
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+  {
+    echo "export_s $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b-a)/1e9}')"
+    echo "entries $(($(wc -l <"$x") - 1))"
+    echo "bytes $(stat -c %s "$x")"
+    echo "checkpoints $(head -1 "$x" | jq '.checkpoints | length')"
+  } >"$RES/audit-export.txt"
+  for r in $(seq "$AUDIT_VERIFY_REPEAT"); do
+    /usr/bin/time -f '%e %M %U %S' -o "$RES/audit-verify-$r.time" \
+      "$OUT/writ" audit verify --export "$x" --key "$key" --no-pin --trust-file "$WORK/audit-trust.json" >"$RES/audit-verify.out"
+    echo "verify $r: $(cat "$RES/audit-verify-$r.time") (elapsed s, max RSS kB, user s, sys s): $(cat "$RES/audit-verify.out")" >&2
+  done
+  cat "$RES/audit-export.txt" >&2
+  rm -rf "$a" "$x"
+
+  echo "j6. where the time goes: CPU profiles of the append + integrate path (fresh log; then the 1,000,000-entry log at 1,000 events/s)" >&2
+  go test -run='^$' -bench='^BenchmarkAuditAppendIntegrated$/^normal$/^c=64$' -benchtime="${AUDIT_N}x" \
+    -cpuprofile "$RES/audit-cpu.prof" -o "$OUT/server-audit.test" ./server/ | tee "$RES/audit-cpu-bench.txt" >&2
+  go tool pprof -top -cum -nodecount=60 "$OUT/server-audit.test" "$RES/audit-cpu.prof" >"$RES/audit-cpu.top" 2>/dev/null
+  go tool pprof -top -cum -nodecount=3000 "$OUT/server-audit.test" "$RES/audit-cpu.prof" >"$RES/audit-cpu-all.top" 2>/dev/null
+  WRIT_AUDIT_LOAD_RATES=1000 go test -run='^$' -bench='^BenchmarkAuditCheckpointLatency$/^append-1m$' -benchtime=1x -timeout=30m \
+    -cpuprofile "$RES/audit-1m-cpu.prof" -o "$OUT/server-audit.test" ./server/ | tee "$RES/audit-1m-cpu-bench.txt" >&2
+  go tool pprof -top -cum -nodecount=3000 "$OUT/server-audit.test" "$RES/audit-1m-cpu.prof" >"$RES/audit-1m-cpu-all.top" 2>/dev/null
+  go test -run='^$' -bench='^BenchmarkAuditInclusionProof1M$/^http$' -benchtime="${AUDIT_PROOFS}x" -timeout=30m \
+    -cpuprofile "$RES/audit-proof-cpu.prof" -o "$OUT/server-audit.test" ./server/ | tee "$RES/audit-proof-cpu-bench.txt" >&2
+  go tool pprof -top -cum -nodecount=3000 "$OUT/server-audit.test" "$RES/audit-proof-cpu.prof" >"$RES/audit-proof-cpu-all.top" 2>/dev/null
+}
+
+audit_summary() {
+  local ap=$RES/audit-append.txt ai=$RES/audit-integrated.txt lat=$RES/audit-latency.txt pr=$RES/audit-proof.txt mem=$RES/audit-mem.txt
+  m() { median_of "$1" "Benchmark$2" "$3"; }
+  rat() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "?" && b != "?" && b > 0) printf "%.2f", a/b; else print "?"}'; }
+  r0() { awk -v a="$1" 'BEGIN {if (a == "?" || a == "") print "?"; else printf "%.0f", a}'; }
+  echo "audit log: durable events/s, one event per request, $AUDIT_N events per row (goal >= 20,000/s on 2 cores)"
+  local d c w p1 p64 tx
+  for d in normal full; do
+    p1=$(m "$ap" "AuditPeerInsert/$d/autocommit/c=1" events/s)
+    p64=$(m "$ap" "AuditPeerInsert/$d/autocommit/c=64" events/s)
+    tx=$(m "$ap" "AuditPeerInsert/$d/onetx" events/s)
+    echo "  durability $d"
+    printf '    %-46s %9s %10s %14s %14s\n' "" events/s reqs/batch "/ peer c=64" "/ peer one-tx"
+    for c in 1 16 64 256; do
+      w=$(m "$ap" "AuditAppend/$d/c=$c" events/s)
+      printf '    %-46s %9s %10s %14s %14s\n' "writ store alone, c=$c" "$(r0 "$w")" "$(m "$ap" "AuditAppend/$d/c=$c" reqs/batch)" "$(rat "$w" "$p64")" "$(rat "$w" "$tx")"
+    done
+    for c in 64 256; do
+      w=$(m "$ai" "AuditAppendIntegrated/$d/c=$c" logged-events/s)
+      printf '    %-46s %9s %10s %14s %14s   (acked %s/s; %s entries per checkpoint)\n' "writ with the integrator, c=$c (logged)" "$(r0 "$w")" "" "$(rat "$w" "$p64")" "$(rat "$w" "$tx")" \
+        "$(r0 "$(m "$ai" "AuditAppendIntegrated/$d/c=$c" acked-events/s)")" "$(r0 "$(m "$ai" "AuditAppendIntegrated/$d/c=$c" entries/checkpoint)")"
+    done
+    if [ "$d" = normal ]; then
+      for c in 64 256; do
+        w=$(m "$ai" "AuditAppendIntegrated/1m/normal/c=$c" logged-events/s)
+        printf '    %-46s %9s %10s %14s %14s   (acked %s/s; %s entries per checkpoint)\n' "same, on the 1,000,000-entry log, c=$c" "$(r0 "$w")" "" "$(rat "$w" "$p64")" "$(rat "$w" "$tx")" \
+          "$(r0 "$(m "$ai" "AuditAppendIntegrated/1m/normal/c=$c" acked-events/s)")" "$(r0 "$(m "$ai" "AuditAppendIntegrated/1m/normal/c=$c" entries/checkpoint)")"
+      done
+    fi
+    printf '    %-46s %9s\n' "peer: plain INSERT, autocommit, c=1" "$(r0 "$p1")"
+    printf '    %-46s %9s\n' "peer: plain INSERT, autocommit, c=64" "$(r0 "$p64")"
+    printf '    %-46s %9s\n' "peer: one transaction (upper bound)" "$(r0 "$tx")"
+    [ "$d" = normal ] && printf '    %-46s %9s\n' "peer: one transaction into writ's outbox" "$(r0 "$(m "$ap" "AuditPeerInsert/normal/onetx-writ-schema" events/s)")"
+  done
+  goal20k() { # BENCH-prefix FILE UNIT: the best of c=64 and c=256 against 20,000/s
+    awk -v a="$(m "$2" "$1/c=64" "$3")" -v b="$(m "$2" "$1/c=256" "$3")" 'BEGIN {x = (a+0 > b+0 ? a : b); printf "%s (%.0f/s)", (x+0 >= 20000) ? "met" : "NOT met", x}'
+  }
+  printf '  goal >= 20,000 durable events/s, durability normal, best of c=64 and c=256:\n'
+  printf '    the store alone:                                 %s\n' "$(goal20k AuditAppend/normal "$ap" events/s)"
+  printf '    with the integrator, fresh log, until logged:    %s\n' "$(goal20k AuditAppendIntegrated/normal "$ai" logged-events/s)"
+  printf '    with the integrator, 1,000,000-entry log:        %s\n' "$(goal20k AuditAppendIntegrated/1m/normal "$ai" logged-events/s)"
+  echo
+  echo "audit log: commit -> signed checkpoint, $WRIT_AUDIT_LOAD_SECONDS s per load after 1 s warm-up (goal p99 <= 1 s; Tessera ~3 s, Rekor v2 p95 < 10 s)"
+  printf '  %-22s %9s %8s %8s %8s %8s %9s %9s %8s %6s\n' load events/s p50_ms p90_ms p99_ms max_ms ack_p50 ack_p99 cps/s cores
+  local k rate b worst=0
+  for k in append runs append-1m; do
+    for rate in $WRIT_AUDIT_LOAD_RATES; do
+      b="AuditCheckpointLatency/$k/rate=$rate"
+      [ "$(m "$lat" "$b" p99-ms)" = "?" ] && continue
+      printf '  %-22s %9s %8s %8s %8s %8s %9s %9s %8s %6s\n' "$k @ $rate" "$(r0 "$(m "$lat" "$b" events/s)")" "$(m "$lat" "$b" p50-ms)" \
+        "$(m "$lat" "$b" p90-ms)" "$(m "$lat" "$b" p99-ms)" "$(m "$lat" "$b" max-ms)" "$(m "$lat" "$b" ack-p50-ms)" "$(m "$lat" "$b" ack-p99-ms)" \
+        "$(m "$lat" "$b" checkpoints/s)" "$(m "$lat" "$b" cpu-cores)"
+    done
+  done
+  echo "  (ack_*: scheduled -> acknowledged, ms; cps/s: signed checkpoints per second; cores: CPU of server and load generator together)"
+  awk '$1 ~ /^BenchmarkAuditCheckpointLatency\// {for (i=2;i<NF;i++) if ($(i+1)=="p99-ms") {split($1, n, "/"); v=$i+0; sub(/-[0-9]+$/, "", n[3]); print (v <= 1000 ? "  met    " : "  NOT met") " p99 <= 1 s: " n[2] " @ " substr(n[3], 6) " events/s, p99 " v " ms"}}' "$lat"
+  echo
+  echo "audit log: the 1,000,000-entry log ($AUDIT_CACHE)"
+  jq -r '"  built \(.built) at load \(.loadAverageThen | split(" ")[0:3] | join(" ")): appended in \(.appendSeconds | . * 10 | round / 10) s, all logged in \(.loggedSeconds | . * 10 | round / 10) s (\(.entries / .loggedSeconds | round) events/s), \(.checkpoints) checkpoints, \(.dbBytes / 1e6 | round) MB"' "$RES/audit-build.json"
+  echo
+  echo "audit log: inclusion proof at 1,000,000 entries, random indexes, one at a time (goal p99 < 1 ms)"
+  printf '  %-44s %9s %9s %9s %9s\n' "" p50_us p90_us p99_us max_us
+  printf '  %-44s %9s %9s %9s %9s\n' "store (Log.InclusionProof over SQLite)" "$(m "$pr" AuditInclusionProof1M/store p50-us)" "$(m "$pr" AuditInclusionProof1M/store p90-us)" "$(m "$pr" AuditInclusionProof1M/store p99-us)" "$(m "$pr" AuditInclusionProof1M/store max-us)"
+  printf '  %-44s %9s %9s %9s %9s\n' "HTTP GET /v1/audit/proof/inclusion" "$(m "$pr" AuditInclusionProof1M/http p50-us)" "$(m "$pr" AuditInclusionProof1M/http p90-us)" "$(m "$pr" AuditInclusionProof1M/http p99-us)" "$(m "$pr" AuditInclusionProof1M/http max-us)"
+  printf '  %-44s %9s %9s %9s %9s\n' "HTTP, the same server with its loops stopped" "$(m "$pr" AuditInclusionProof1M/http-no-loops p50-us)" "$(m "$pr" AuditInclusionProof1M/http-no-loops p90-us)" "$(m "$pr" AuditInclusionProof1M/http-no-loops p99-us)" "$(m "$pr" AuditInclusionProof1M/http-no-loops max-us)"
+  printf '  %-44s %9s %9s %9s\n' "peer: in-memory auditlog (memStore)" "$(awk -v v="$(m "$mem" InclusionProof p50-ns)" 'BEGIN {printf "%.1f", v/1e3}')" "" "$(awk -v v="$(m "$mem" InclusionProof p99-ns)" 'BEGIN {printf "%.1f", v/1e3}')"
+  printf '  idle writ serve with this log: %s %% of one core (the integrator'"'"'s once-a-second pass)\n' "$(awk '$1=="idle_cpu_pct" {print $2}' "$RES/audit-idle.txt")"
+  printf '  goal p99 < 1 ms: store %s, HTTP %s\n' \
+    "$(awk -v v="$(m "$pr" AuditInclusionProof1M/store p99-us)" 'BEGIN {print (v != "?" && v < 1000) ? "met" : "NOT met"}')" \
+    "$(awk -v v="$(m "$pr" AuditInclusionProof1M/http p99-us)" 'BEGIN {print (v != "?" && v < 1000) ? "met" : "NOT met"}')"
+  echo
+  echo "audit log: offline verification of the 1,000,000-entry export (goal < 20 s)"
+  local e_s n_e n_b n_c
+  e_s=$(awk '$1=="export_s" {print $2}' "$RES/audit-export.txt")
+  n_e=$(awk '$1=="entries" {print $2}' "$RES/audit-export.txt")
+  n_b=$(awk '$1=="bytes" {printf "%.0f", $2/1e6}' "$RES/audit-export.txt")
+  n_c=$(awk '$1=="checkpoints" {print $2}' "$RES/audit-export.txt")
+  echo "  writ audit export: $n_e entries, $n_b MB, $n_c older checkpoints, in $e_s s (over HTTP, writ serve on a copy)"
+  local vs
+  vs=$(cat "$RES"/audit-verify-*.time | sort -g | awk '{v[++n]=$0} END {print v[int((n+1)/2)]}')
+  printf '  writ audit verify --export: %s s (median of %s; range %s-%s s), max RSS %s MB, user %s s, sys %s s\n' \
+    "$(cut -d' ' -f1 <<<"$vs")" "$AUDIT_VERIFY_REPEAT" "$(cat "$RES"/audit-verify-*.time | sort -g | head -1 | cut -d' ' -f1)" \
+    "$(cat "$RES"/audit-verify-*.time | sort -g | tail -1 | cut -d' ' -f1)" "$(awk '{printf "%.0f", $2/1024}' <<<"$vs")" "$(cut -d' ' -f3 <<<"$vs")" "$(cut -d' ' -f4 <<<"$vs")"
+  printf '  peer: in-memory auditlog.Verify of 1,000,000 entries: %s s (the rest of the CLI figure is reading and decoding the file)\n' \
+    "$(m "$mem" Verify/entries=1000000 s/1M-entries)"
+  printf '  goal < 20 s: %s\n' "$(awk -v v="$(cut -d' ' -f1 <<<"$vs")" 'BEGIN {print (v < 20) ? "met" : "NOT met"}')"
+  echo
+  audit_profile_summary "$RES/audit-cpu-all.top" "BenchmarkAuditAppendIntegrated/normal/c=64, $AUDIT_N events, fresh log"
+  echo
+  audit_profile_summary "$RES/audit-1m-cpu-all.top" "BenchmarkAuditCheckpointLatency/append-1m/rate=1000, ${WRIT_AUDIT_LOAD_SECONDS} s on the 1,000,000-entry log"
+  echo
+  audit_profile_summary "$RES/audit-proof-cpu-all.top" "BenchmarkAuditInclusionProof1M/http, $AUDIT_PROOFS proofs"
+}
+
+# audit_profile_summary FILE TITLE: cumulative CPU of the append + integrate
+# path's parts, as a share of all samples.
+audit_profile_summary() {
+  local top=$1 item name re
+  echo "audit log: where the time goes ($2; cumulative CPU, % of all samples)"
+  for item in \
+    "all samples|Total samples" \
+    "store writer (one goroutine)|sqlstore\\.\\(\\*DB\\)\\.writer$" \
+    "  appendEvent (marshal, INSERT)|sqlstore\\.\\(\\*wtx\\)\\.appendEvent$" \
+    "    Event.Marshal|writ\\.\\(\\*Event\\)\\.Marshal$" \
+    "  AppendLog, in the writer|sqlstore\\.\\(\\*DB\\)\\.AppendLog\\.func1$" \
+    "    its SELECT MAX(seq) (queryRow)|sqlstore\\.\\(\\*wtx\\)\\.queryRow$" \
+    "  BEGIN/SAVEPOINT/RELEASE/COMMIT|sqlstore\\.\\(\\*wtx\\)\\.execRaw" \
+    "integrator (integrateBatch)|auditlog\\.\\(\\*Log\\)\\.integrateBatch$" \
+    "  LogSize: SELECT MAX(seq), a reader|sqlstore\\.\\(\\*DB\\)\\.LogSize$" \
+    "  Unsequenced|sqlstore\\.\\(\\*DB\\)\\.Unsequenced$" \
+    "  ReadLogHashes|sqlstore\\.\\(\\*DB\\)\\.ReadLogHashes$" \
+    "  LatestCheckpoint|sqlstore\\.\\(\\*DB\\)\\.LatestCheckpoint$" \
+    "  tlog hashes of new entries|tlog\\.StoredHashesForRecordHash$" \
+    "  tlog.TreeHash|tlog\\.TreeHash$" \
+    "  signing the checkpoint|auditlog\\.Sign$" \
+    "SQLite b-tree walk (sqlite3BtreeNext)|lib\\._sqlite3BtreeNext$" \
+    "pread (page reads)|libc\\.Xpread$" \
+    "HTTP handler (ServeHTTP)|httpapi\\.\\(\\*API\\)\\.ServeHTTP$" \
+    "  auditInclusion|httpapi\\.\\(\\*API\\)\\.auditInclusion$" \
+    "  Log.InclusionProof|auditlog\\.\\(\\*Log\\)\\.InclusionProof$" \
+    "appending callers (load)|auditAppendAll\\.func1$" \
+    "GC background marking|runtime\\.gcBgMarkWorker$"; do
+    name=${item%%|*} re=${item#*|}
+    if [ "$re" = "Total samples" ]; then
+      printf '  %-38s %s\n' "$name" "$(grep -o 'Total samples = [^ ]*' "$top" | cut -d' ' -f4)"
+    else
+      printf '  %-38s %s\n' "$name" "$(RE="$re" awk '$6 ~ ENVIRON["RE"] {print $4" "$5; f=1; exit} END {if (!f) print "below the cut-off"}' "$top")"
+    fi
+  done
+}
+
+if [ "${ONLY:-}" = audit ]; then
+  audit_step
+  {
+    echo
+    echo "== summary (ONLY=audit)"
+    cat "$RES/machine.txt"
+    echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
+    echo
+    audit_summary
+    echo
+    echo "raw results in $RES"
+  } | tee "$RES/summary.txt"
+  exit 0
+fi
+
 if [ "${ONLY:-}" = identity ]; then
   identity_step
   {
@@ -398,7 +656,7 @@ printf 'ssh-keygen -Y verify %s ms/process, writ trigger verify %s ms/process (%
 
 step "g. in-process benchmarks: server (HTTP) and sqlstore (group commit, durability)"
 go test -run='^$' -bench=RunStartHTTP -benchmem ./server/ | tee "$RES/server.txt" >&2
-go test -run='^$' -bench=. -benchmem ./sqlstore/ | tee "$RES/sqlstore.txt" >&2
+go test -run='^$' -bench=CreateRun -benchmem ./sqlstore/ | tee "$RES/sqlstore.txt" >&2
 
 step "h. where the time goes: CPU profile of BenchmarkRunStartHTTP (10,000 runs)"
 go test -run='^$' -bench='RunStartHTTP$' -benchtime=10000x -cpuprofile "$RES/server-cpu.prof" -o "$OUT/server.test" ./server/ >&2
@@ -409,6 +667,8 @@ cum_of() { # cumulative CPU of the first function matching regexp $1
 }
 
 identity_step
+
+audit_step
 
 # ---- summary ----------------------------------------------------------------
 ns_of() { awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" {for (i=2;i<=NF;i++) if ($(i+1)=="ns/op") {print $i; exit}}' "$RES/verify.txt"; }
@@ -495,6 +755,8 @@ mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
   done
   echo
   identity_summary
+  echo
+  audit_summary
   echo
   echo "raw results in $RES"
 } | tee "$RES/summary.txt"
