@@ -49,7 +49,8 @@
 #   ONLY=identity bench/run.sh   # step i alone (about 35 s, 1 min 30 s with BENCH_COUNT=3; plus SPIRE)
 #   BENCH_COUNT=3 ...            # step i: -count for go test (medians reported)
 #   BENCHTIME=1s ...             # step i: -benchtime for go test
-#   ONLY=audit bench/run.sh      # step j alone (about 6 minutes, plus 2.5 to build the 1M log once)
+#   ONLY=audit bench/run.sh      # step j alone (about 7 minutes, plus 2.5 to build the 1M log once)
+#   AUDIT_COUNT=3 ...            # step j: -count for the throughput benchmarks (medians reported)
 #   AUDIT_N=100000 ...           # step j: events per throughput benchmark
 #   AUDIT_LOAD_SECONDS=10 ...    # step j: seconds measured per latency load (after 1 s warm-up)
 #   AUDIT_LOAD_RATES="1000 5000 10000" ...  # step j: the latency loads, events/s
