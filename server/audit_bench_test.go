@@ -36,12 +36,14 @@ import (
 // auditlog.Log.Run), or on a whole server:
 //
 //   - BenchmarkAuditAppendIntegrated: durable events per second with the
-//     integrator running, until every event is in a signed checkpoint;
+//     integrator running, until every event is in a signed checkpoint, on
+//     a fresh log and on the 1,000,000-entry one;
 //   - BenchmarkAuditCheckpointLatency: commit → signed checkpoint under a
-//     steady load, p50/p90/p99;
+//     steady load, p50/p90/p99, on a fresh log and on the 1,000,000-entry
+//     one;
 //   - BenchmarkAuditBuild1M: builds a 1,000,000-entry log once, in the cache
-//     directory (auditCacheDir), for the two below and for bench/run.sh's
-//     export and offline verification;
+//     directory (auditCacheDir), for the benchmarks here that need a large
+//     log and for bench/run.sh's export and offline verification;
 //   - BenchmarkAuditInclusionProof1M: inclusion proofs at 1,000,000 entries,
 //     in process and over HTTP.
 //

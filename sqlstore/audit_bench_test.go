@@ -27,7 +27,7 @@ import (
 // it, as `writ serve` wires it.
 
 // auditBenchEvent is an event like the ones writ appends on its own: a run
-// token issued (httpapi's tokenEvent), about 390 bytes once stored.
+// token issued (httpapi's tokenEvent), about 450 bytes once stored.
 func auditBenchEvent(i int) *writ.Event {
 	run := writ.RunID(fmt.Sprintf("01kb3v4k5m6n7p8q9r%08d", i/8))
 	return &writ.Event{
