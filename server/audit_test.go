@@ -342,6 +342,11 @@ func TestAuditReadsWhileWriting(t *testing.T) {
 			}
 		})
 	}
+	// The reads below name entry 0 and a tree of size 1: wait until the
+	// start-up events are in a signed checkpoint before racing them.
+	if _, err := client.New(r.url, d.env.Token).AuditCheckpoint(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
 	var reads, failures atomic.Int64
 	for range 8 {
 		readers.Go(func() {
