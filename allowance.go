@@ -56,6 +56,15 @@ type Profile struct {
 	Hosts        []string // host patterns
 	Environments []string // environment patterns
 	Secrets      bool     // whether a trigger may name secrets at all
+	Budgets      Budgets
+}
+
+// Budgets bound how much a run under a profile may do. They are counted
+// server-side and enforced by policy; zero means unlimited.
+type Budgets struct {
+	CallsPerMinute int `json:"callsPerMinute"`
+	TotalCalls     int `json:"totalCalls"`
+	Children       int `json:"children"`
 }
 
 // Outside lists every item of s that lies outside what agent a under

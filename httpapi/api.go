@@ -35,6 +35,8 @@ type Store interface {
 	Ping(ctx context.Context) error
 	UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time) error
 	AppendEvent(ctx context.Context, ev *writ.Event) error
+	DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error)
+	RecordOutcome(ctx context.Context, run writ.RunID, id string, o *writ.Outcome, ev *writ.Event) error
 }
 
 // Config holds the API's dependencies.
@@ -62,6 +64,8 @@ type Config struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	Registry       *prometheus.Registry // metrics are registered here; nil makes a private one
+	// Decider is the policy decision point behind /v1/decide.
+	Decider Decider
 	// OnRunCreated is called after a run is committed, so background loops
 	// (the expiry loop) can wake; may be nil.
 	OnRunCreated func(*writ.Run)
@@ -128,6 +132,10 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
 	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive, true)))
 	a.route("POST /v1/runs/{id}/token", a.auth(ownRun, a.mintToken))
+
+	a.route("POST /v1/decide", a.auth(humans|tokenRun, a.decide))
+	a.route("POST /v1/decisions/{id}/outcome", a.auth(tokenRun, a.decisionOutcome))
+	a.route("POST /v1/outcomes", a.auth(tokenRun, a.callOutcome))
 
 	a.route("POST /v1/tokens", a.human(a.createToken))
 	a.route("POST /v1/keys/{kind}/rotate", a.human(a.rotateKey))

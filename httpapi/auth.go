@@ -18,6 +18,7 @@ const (
 	humans          access = 1 << iota // any configured human with an API token
 	ownRun                             // the run named by the path's {id}, while active
 	ownRunSuspended                    // … and while suspended (end, heartbeat)
+	tokenRun                           // the run named by its own token, while active (routes without {id})
 )
 
 // human requires a valid human API token.
@@ -34,7 +35,7 @@ func (a *API) auth(allow access, h handlerFunc) handlerFunc {
 		var p *writ.Principal
 		var err error
 		bearer, dpop := strings.EqualFold(scheme, "Bearer"), strings.EqualFold(scheme, "DPoP")
-		runsAllowed := allow&(ownRun|ownRunSuspended) != 0
+		runsAllowed := allow&(ownRun|ownRunSuspended|tokenRun) != 0
 		switch {
 		case hdr == "":
 			return writ.Errorf(writ.KindUnauthenticated, "missing_credential", "this route needs a credential: send Authorization: Bearer <token> (WRIT_TOKEN for the CLI)")
@@ -66,7 +67,7 @@ func (a *API) auth(allow access, h handlerFunc) handlerFunc {
 			if p, err = a.authenticateRun(r, scheme, cred, allow&ownRunSuspended != 0); err != nil {
 				return err
 			}
-			if string(p.Run) != r.PathValue("id") {
+			if allow&tokenRun == 0 && string(p.Run) != r.PathValue("id") {
 				return writ.Errorf(writ.KindDenied, "not_own_run", "a run's token acts only on its own run")
 			}
 		}

@@ -16,6 +16,7 @@ type metrics struct {
 	refusals     *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
 	runsStarted  prometheus.Counter
+	decisions    *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, store Store) *metrics {
@@ -36,8 +37,11 @@ func newMetrics(reg *prometheus.Registry, store Store) *metrics {
 		runsStarted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "writ_runs_started_total", Help: "Runs started from accepted triggers.",
 		}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writ_decisions_total", Help: "Policy decisions answered through /v1/decide, by decision.",
+		}, []string{"decision"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.refusals, m.authFailures, m.runsStarted, &runCollector{store: store})
+	reg.MustRegister(m.requests, m.latency, m.refusals, m.authFailures, m.runsStarted, m.decisions, &runCollector{store: store})
 	return m
 }
 

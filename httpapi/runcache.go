@@ -69,7 +69,12 @@ func (c *runCache) forget(id writ.RunID) {
 
 // RunChanged tells the API that run id changed state outside it (the
 // expiry loop, another replica), so its next request re-reads the run.
-func (a *API) RunChanged(id writ.RunID) { a.runs.forget(id) }
+func (a *API) RunChanged(id writ.RunID) {
+	a.runs.forget(id)
+	if a.cfg.Decider != nil {
+		a.cfg.Decider.Forget(id)
+	}
+}
 
 // SetPublicURL sets the public URL once the server knows the address it
 // bound (a config asking for port 0). Call it before serving.

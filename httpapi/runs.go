@@ -238,7 +238,7 @@ func (a *API) transition(to writ.RunState, adminOnly bool) handlerFunc {
 		}
 		ev := &writ.Event{Type: to.EventType(), Actor: p.Actor(), Details: map[string]any{"reason": reason}}
 		run, err := a.cfg.Store.TransitionRun(r.Context(), id, to, reason, ev)
-		a.runs.forget(id)
+		a.RunChanged(id)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/internal/strictjson"
 )
 
@@ -20,20 +21,47 @@ import (
 // strictly: an unknown, duplicate or case-variant key is an error that
 // names the key. Each issue grows it without renaming what exists.
 type fileConfig struct {
-	PublicURL   string         `json:"publicURL"`
-	TrustDomain string         `json:"trustDomain"`
-	Listen      string         `json:"listen"`
-	DataDir     string         `json:"dataDir"`
-	Store       string         `json:"store"`
-	Durability  string         `json:"durability"`
-	Keys        fileKeys       `json:"keys"`
-	Signers     []fileSigner   `json:"signers"`
-	Agents      []fileAgent    `json:"agents"`
-	Profiles    []fileProfile  `json:"profiles"`
-	Log         fileLog        `json:"log"`
-	Triggers    fileTriggers   `json:"triggers"`
-	Runs        fileRunsConfig `json:"runs"`
-	Identity    fileIdentity   `json:"identity"`
+	PublicURL    string            `json:"publicURL"`
+	TrustDomain  string            `json:"trustDomain"`
+	Listen       string            `json:"listen"`
+	DataDir      string            `json:"dataDir"`
+	Store        string            `json:"store"`
+	Durability   string            `json:"durability"`
+	Keys         fileKeys          `json:"keys"`
+	Signers      []fileSigner      `json:"signers"`
+	Agents       []fileAgent       `json:"agents"`
+	Profiles     []fileProfile     `json:"profiles"`
+	Log          fileLog           `json:"log"`
+	Triggers     fileTriggers      `json:"triggers"`
+	Runs         fileRunsConfig    `json:"runs"`
+	Identity     fileIdentity      `json:"identity"`
+	Environments []fileEnvironment `json:"environments"`
+	Repos        []fileRepo        `json:"repos"`
+	Policy       filePolicy        `json:"policy"`
+}
+
+type fileEnvironment struct {
+	Name      string `json:"name"`
+	Sensitive bool   `json:"sensitive"`
+}
+
+type fileRepo struct {
+	Name           string   `json:"name"`
+	Protected      []string `json:"protected"`
+	ProtectedPaths []string `json:"protectedPaths"`
+}
+
+type filePolicy struct {
+	// Bundle is a directory of .rego files (and an optional data.json);
+	// empty means the default bundle compiled into writ.
+	Bundle  string        `json:"bundle"`
+	Timeout writ.Duration `json:"timeout"` // one evaluation; default 100ms
+	Reload  writ.Duration `json:"reload"`  // how often the bundle directory is checked; default 2s
+	Denials struct {
+		Max    *int          `json:"max"`    // enforced denials that suspend a run; default 5, 0 disables
+		Window writ.Duration `json:"window"` // default 10m
+	} `json:"denials"`
+	Approvers string `json:"approvers"` // the group approval requests name; default maintainers
 }
 
 type fileIdentity struct {
@@ -73,6 +101,7 @@ type fileProfile struct {
 	Hosts        []string      `json:"hosts"`
 	Environments []string      `json:"environments"`
 	Secrets      bool          `json:"secrets"`
+	Budgets      writ.Budgets  `json:"budgets"`
 }
 
 type fileLog struct {
@@ -109,12 +138,25 @@ type Config struct {
 
 	Audiences []string
 
+	Environments []decision.Environment
+	Repos        []decision.RepoRules
+	Policy       PolicyConfig
+
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
 	ExpiryInterval     time.Duration
 
 	// Path is the file the config was loaded from, if any.
 	Path string
+}
+
+// PolicyConfig says which policy bundle decides and how.
+type PolicyConfig struct {
+	Bundle    string // a directory; empty: the embedded default
+	Timeout   time.Duration
+	Reload    time.Duration
+	Denials   decision.Denials
+	Approvers string
 }
 
 // KeyPaths are the files of the three private keys (DESIGN.md §4.7).
@@ -143,6 +185,8 @@ func DefaultConfig() Config {
 		TriggerLeeway:      60 * time.Second,
 		TriggerMaxLifetime: 24 * time.Hour,
 		ExpiryInterval:     time.Second,
+		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
+			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers"},
 	}
 }
 
@@ -215,7 +259,27 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	}
 	for _, p := range fc.Profiles {
 		cfg.Profiles = append(cfg.Profiles, &writ.Profile{Name: p.Name, MaxDuration: p.MaxDuration.D(),
-			Tools: p.Tools, Hosts: p.Hosts, Environments: p.Environments, Secrets: p.Secrets})
+			Tools: p.Tools, Hosts: p.Hosts, Environments: p.Environments, Secrets: p.Secrets, Budgets: p.Budgets})
+	}
+	for _, e := range fc.Environments {
+		cfg.Environments = append(cfg.Environments, decision.Environment{Name: e.Name, Sensitive: e.Sensitive})
+	}
+	for _, r := range fc.Repos {
+		cfg.Repos = append(cfg.Repos, decision.RepoRules{Name: r.Name, Protected: r.Protected, ProtectedPaths: r.ProtectedPaths})
+	}
+	set(&cfg.Policy.Bundle, fc.Policy.Bundle)
+	set(&cfg.Policy.Approvers, fc.Policy.Approvers)
+	if fc.Policy.Timeout != 0 {
+		cfg.Policy.Timeout = fc.Policy.Timeout.D()
+	}
+	if fc.Policy.Reload != 0 {
+		cfg.Policy.Reload = fc.Policy.Reload.D()
+	}
+	if fc.Policy.Denials.Max != nil {
+		cfg.Policy.Denials.Max = *fc.Policy.Denials.Max
+	}
+	if fc.Policy.Denials.Window != 0 {
+		cfg.Policy.Denials.Window = fc.Policy.Denials.Window.D()
 	}
 	cfg.resolve(baseDir)
 	if err := cfg.Validate(); err != nil {
@@ -236,6 +300,7 @@ func (c *Config) resolve(dir string) {
 	c.Keys.Identity = abs(c.Keys.Identity)
 	c.Keys.Log = abs(c.Keys.Log)
 	c.Keys.Attest = abs(c.Keys.Attest)
+	c.Policy.Bundle = abs(c.Policy.Bundle)
 	switch {
 	case c.Store == "":
 		c.Store = "sqlite://" + filepath.Join(c.DataDir, "writ.db")
@@ -291,6 +356,21 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("identity.audiences[%d]: %q is writ's own API audience; list only downstream audiences", i, aud)
 		}
 	}
+	if c.Policy.Timeout < time.Millisecond || c.Policy.Timeout > 10*time.Second {
+		return fmt.Errorf("policy.timeout %v: must be between 1ms and 10s", c.Policy.Timeout)
+	}
+	if c.Policy.Reload < 100*time.Millisecond || c.Policy.Reload > time.Hour {
+		return fmt.Errorf("policy.reload %v: must be between 100ms and 1h", c.Policy.Reload)
+	}
+	if c.Policy.Denials.Max < 0 || c.Policy.Denials.Max > 10000 {
+		return fmt.Errorf("policy.denials.max %d: must be between 0 (no threshold) and 10000", c.Policy.Denials.Max)
+	}
+	if c.Policy.Denials.Window < time.Minute || c.Policy.Denials.Window > 24*time.Hour {
+		return fmt.Errorf("policy.denials.window %v: must be between 1m and 24h", c.Policy.Denials.Window)
+	}
+	if !writ.ValidName(c.Policy.Approvers) {
+		return fmt.Errorf("policy.approvers %q: want a group name such as maintainers", c.Policy.Approvers)
+	}
 	names := map[string]string{}
 	claim := func(kind, name string) error {
 		if !writ.ValidName(name) {
@@ -319,6 +399,33 @@ func (c *Config) Validate() error {
 		for _, h := range p.Hosts {
 			if err := writ.ValidateHostPattern(h); err != nil {
 				return fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
+			}
+		}
+		if b := p.Budgets; b.CallsPerMinute < 0 || b.TotalCalls < 0 || b.Children < 0 {
+			return fmt.Errorf("profiles[%d] %q: budgets must not be negative (0 means unlimited)", i, p.Name)
+		}
+	}
+	for i, e := range c.Environments {
+		if err := claim("environment", e.Name); err != nil {
+			return fmt.Errorf("environments[%d]: %w", i, err)
+		}
+	}
+	for i, r := range c.Repos {
+		if !writ.ValidRepoName(r.Name) {
+			return fmt.Errorf("repos[%d] %q: want owner/repo of [a-z0-9._-]", i, r.Name)
+		}
+		if _, dup := names["repo/"+r.Name]; dup {
+			return fmt.Errorf("repos[%d]: repo %q is defined twice", i, r.Name)
+		}
+		names["repo/"+r.Name] = "repo"
+		for _, b := range r.Protected {
+			if err := writ.ValidatePathPattern(b); err != nil {
+				return fmt.Errorf("repos[%d] %q protected: %w", i, r.Name, err)
+			}
+		}
+		for _, p := range r.ProtectedPaths {
+			if err := writ.ValidatePathPattern(p); err != nil {
+				return fmt.Errorf("repos[%d] %q protectedPaths: %w", i, r.Name, err)
 			}
 		}
 	}

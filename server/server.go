@@ -24,6 +24,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/auditlog"
+	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
@@ -45,6 +46,8 @@ type Server struct {
 	http     *http.Server
 	ln       net.Listener
 	wake     chan struct{}
+	policy   *policyState
+	decider  *decision.Point
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -106,6 +109,16 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	s.policy, err = newPolicyState(ctx, cfg, s.log, s.now)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.policy.events = store.AppendEvent
+	if err := store.AppendEvent(ctx, loadedEvent(s.policy.engine.Bundle(), writ.ActorSystem)); err != nil {
+		store.Close()
+		return nil, err
+	}
 	humans := map[string]*writ.Signer{}
 	for i := range cfg.Signers {
 		if cfg.Signers[i].Kind == writ.SignerHuman {
@@ -114,8 +127,18 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.decider = decision.New(decision.Config{
+		Store: store, Policy: s.policy.engine, Environments: cfg.Environments, Repos: cfg.Repos, Denials: cfg.Policy.Denials,
+		Logger: s.log, Now: s.now,
+		OnRunChanged: func(id writ.RunID) {
+			if s.api != nil {
+				s.api.RunChanged(id)
+			}
+		},
+	})
 	s.api = httpapi.New(httpapi.Config{
-		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
+		Decider: s.decider,
+		Store:   store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
 		Audit: s.audit, AuditStore: store, Tiles: s.audit, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
@@ -166,6 +189,13 @@ func TriggerRules(cfg Config) (*trigger.KeyRing, *trigger.Rules, error) {
 	return ring, rules, nil
 }
 
+// ReloadPolicy re-reads the policy bundle directory now (SIGHUP), even if
+// its files did not change.
+func (s *Server) ReloadPolicy(ctx context.Context) error { return s.policy.reload(ctx, true) }
+
+// PolicyDigest returns the digest of the bundle in force.
+func (s *Server) PolicyDigest() string { return s.policy.engine.Bundle().Digest }
+
 // Store returns the server's store (for `writ token create --bootstrap`
 // and tests).
 func (s *Server) Store() *sqlstore.DB { return s.store }
@@ -205,6 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
 	g.Go(func() error { return s.audit.Run(gctx) })
+	g.Go(func() error { return s.policy.loop(gctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 

@@ -279,53 +279,59 @@ func (db *DB) TransitionRun(ctx context.Context, id writ.RunID, to writ.RunState
 	}
 	var out *writ.Run
 	err := db.write(ctx, func(tx *wtx) error {
-		r, err := scanRun(tx.queryRow("SELECT "+runCols+" FROM runs WHERE id = ?", string(id)))
-		if errors.Is(err, sql.ErrNoRows) {
-			return errRunNotFound(id)
-		}
-		if err != nil {
-			return fmt.Errorf("sqlstore: get run: %w", err)
-		}
-		switch {
-		case r.State.Final():
-			return writ.Errorf(writ.KindConflict, "run_final", "run %s is already %s", id, r.State)
-		case !r.State.CanTransition(to):
-			return writ.Errorf(writ.KindConflict, "invalid_transition", "run %s is %s and cannot become %s", id, r.State, to)
-		case to == writ.RunActive && !tx.now.Before(r.Deadline):
-			return writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
-				id, r.Deadline.Format(time.RFC3339))
-		}
-		var res sql.Result
-		if to.Final() {
-			res, err = tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state = ?",
-				string(to), tx.now.UnixNano(), reason, string(id), string(r.State))
-			r.EndedAt, r.EndReason = tx.now, reason
-		} else {
-			res, err = tx.exec("UPDATE runs SET state = ? WHERE id = ? AND state = ?", string(to), string(id), string(r.State))
-		}
-		if err != nil {
-			return fmt.Errorf("sqlstore: update run: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("sqlstore: update run: %w", err)
-		} else if n != 1 {
-			return fmt.Errorf("sqlstore: update run %s: %d rows changed, want 1", id, n)
-		}
-		r.State = to
-		if ev.Type == "" {
-			ev.Type = to.EventType()
-		}
-		ev.Run = id
-		if err := tx.appendEvent(ev); err != nil {
-			return err
-		}
+		r, err := tx.transitionRun(id, to, reason, ev)
 		out = r
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// transitionRun is TransitionRun inside a transaction.
+func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev *writ.Event) (*writ.Run, error) {
+	r, err := scanRun(tx.queryRow("SELECT "+runCols+" FROM runs WHERE id = ?", string(id)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errRunNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: get run: %w", err)
+	}
+	switch {
+	case r.State.Final():
+		return nil, writ.Errorf(writ.KindConflict, "run_final", "run %s is already %s", id, r.State)
+	case !r.State.CanTransition(to):
+		return nil, writ.Errorf(writ.KindConflict, "invalid_transition", "run %s is %s and cannot become %s", id, r.State, to)
+	case to == writ.RunActive && !tx.now.Before(r.Deadline):
+		return nil, writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
+			id, r.Deadline.Format(time.RFC3339))
+	}
+	var res sql.Result
+	if to.Final() {
+		res, err = tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state = ?",
+			string(to), tx.now.UnixNano(), reason, string(id), string(r.State))
+		r.EndedAt, r.EndReason = tx.now, reason
+	} else {
+		res, err = tx.exec("UPDATE runs SET state = ? WHERE id = ? AND state = ?", string(to), string(id), string(r.State))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: update run: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("sqlstore: update run: %w", err)
+	} else if n != 1 {
+		return nil, fmt.Errorf("sqlstore: update run %s: %d rows changed, want 1", id, n)
+	}
+	r.State = to
+	if ev.Type == "" {
+		ev.Type = to.EventType()
+	}
+	ev.Run = id
+	if err := tx.appendEvent(ev); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // ExpireRuns moves every active or suspended run whose deadline is at or

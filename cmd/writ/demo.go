@@ -175,6 +175,10 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	}
 	d.detail("without a credential: refused (missing_credential)")
 
+	if err := demoPolicy(ctx, d, self, human, run); err != nil {
+		return err
+	}
+
 	d.say("Someone tampers with the signed trigger: one byte of the payload changes.")
 	var env map[string]any
 	if err := json.Unmarshal(signed, &env); err != nil {
@@ -227,7 +231,10 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	if err != nil {
 		return err
 	}
-	want := []string{writ.EventKeyRotated, writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued, writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
+	want := []string{writ.EventKeyRotated, writ.EventPolicyLoaded, writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued,
+		writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventApprovalRequested,
+		writ.EventDecision, writ.EventAlert, writ.EventRunSuspended, writ.EventRunResumed, writ.EventDecision,
+		writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
 	var types []string
 	for _, ev := range evs {
 		types = append(types, ev.Type)
@@ -236,6 +243,9 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		extra := ""
 		if c, ok := parsed.Details["code"]; ok {
 			extra = fmt.Sprintf(" (%v)", c)
+		}
+		if parsed.Type == writ.EventDecision {
+			extra = fmt.Sprintf(" %s %s → %s", parsed.Action, parsed.Details["name"], parsed.Decision)
 		}
 		d.detail("%-17s %s%s", ev.Type, parsed.Actor, extra)
 	}
@@ -370,4 +380,75 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
+}
+
+// demoPolicy walks the run through policy: ordinary work is allowed, what
+// lies outside the trigger is denied, a protected path waits for a human,
+// and scope creep suspends the run until a human resumes it.
+func demoPolicy(ctx context.Context, d *demo, self, human *client.Client, run *client.Run) error {
+	d.say("The run asks policy before each action (POST /v1/decide); the embedded default bundle decides.")
+	branch := "writ/" + string(run.ID) + "/rename-logger"
+	steps := []struct {
+		what   string
+		action writ.Action
+		want   string
+		code   string
+	}{
+		{"edit src/log.go", writ.Action{Kind: writ.ActionTool, Name: "edit", Target: writ.Target{Repo: "acme/api", Paths: []string{"src/log.go"}}}, writ.VerdictAllow, ""},
+		{"go build ./...", writ.Action{Kind: writ.ActionTool, Name: "shell:build"}, writ.VerdictAllow, ""},
+		{"curl to the internet", writ.Action{Kind: writ.ActionTool, Name: "shell:net"}, writ.VerdictDeny, "tool_not_in_scope"},
+		{"push to main", writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Repo: "acme/api", Ref: "main", Paths: []string{"src/log.go"}}}, writ.VerdictDeny, "protected_branch"},
+		{"push its run branch", writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Repo: "acme/api", Ref: branch, Paths: []string{"src/log.go"}}}, writ.VerdictAllow, ""},
+		{"push a CODEOWNERS change", writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Repo: "acme/api", Ref: branch, Paths: []string{"docs/CODEOWNERS"}}}, writ.VerdictApprovalRequired, "protected_path"},
+	}
+	for _, st := range steps {
+		dec, err := self.Decide(ctx, &client.DecideRequest{Action: st.action, Via: "cli"})
+		if err != nil {
+			return fmt.Errorf("demo: deciding %q: %w", st.what, err)
+		}
+		if dec.Decision != st.want || (st.code != "" && (len(dec.Reasons) == 0 || !hasReason(dec.Reasons, st.code))) {
+			return fmt.Errorf("demo: %q: want %s %s, got %s %v", st.what, st.want, st.code, dec.Decision, dec.Reasons)
+		}
+		line := fmt.Sprintf("%-26s → %s", st.what, dec.Decision)
+		if st.code != "" {
+			line += " (" + st.code + ")"
+		}
+		if dec.Approval != nil {
+			line += fmt.Sprintf(", approval %s waits for %d of %q", dec.Approval.ID, dec.Approval.Count, dec.Approval.Group)
+		}
+		d.detail("%s", line)
+	}
+
+	d.say("After editing and building, the run asks for a production secret its trigger never named: scope creep.")
+	dec, err := self.Decide(ctx, &client.DecideRequest{Via: "cli", Action: writ.Action{Kind: writ.ActionCredential, Name: "secret",
+		Target: writ.Target{Secret: "db/password", Environment: "production"}}})
+	if err != nil {
+		return err
+	}
+	if dec.Decision != writ.VerdictDeny || !hasReason(dec.Reasons, "scope_creep") || !dec.Obligations.Suspend || dec.RunState != writ.RunSuspended {
+		return fmt.Errorf("demo: scope creep: want deny scope_creep and a suspended run, got %+v", dec)
+	}
+	d.detail("→ deny (scope_creep); policy's obligation suspends the run, and an alert is on record")
+	if _, err := self.Decide(ctx, &client.DecideRequest{Via: "cli", Action: writ.Action{Kind: writ.ActionTool, Name: "read"}}); writ.ErrorCode(err) != "token_revoked" {
+		return fmt.Errorf("demo: the suspended run's next request: want token_revoked, got %v", err)
+	}
+	d.detail("its next request, even a harmless read: refused (token_revoked) until a human resumes or kills it")
+	if _, err := human.Transition(ctx, string(run.ID), "resume", "looked at it: the agent misread the ticket"); err != nil {
+		return err
+	}
+	again, err := self.Decide(ctx, &client.DecideRequest{Via: "cli", Action: writ.Action{Kind: writ.ActionTool, Name: "read"}})
+	if err != nil || again.Decision != writ.VerdictAllow {
+		return fmt.Errorf("demo: the resumed run reading: want allow, got %+v, %v", again, err)
+	}
+	d.detail("a human (admin) resumed it — a human act, recorded as run.resumed — and the same token reads again: %s", again.Decision)
+	return nil
+}
+
+func hasReason(rs []writ.Reason, code string) bool {
+	for _, r := range rs {
+		if r.Code == code {
+			return true
+		}
+	}
+	return false
 }

@@ -132,6 +132,10 @@ func report(e *env, cmd *command, fs *flag.FlagSet, err error) int {
 	if err == nil {
 		return exitOK
 	}
+	var xc exitCode
+	if errors.As(err, &xc) {
+		return int(xc)
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(e.stderr, "writ: error: %s\n", ue.msg)

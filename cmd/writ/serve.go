@@ -4,8 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/writ-dev/writ/server"
 )
@@ -145,6 +148,21 @@ func runServe(ctx context.Context, e *env, opts any, args []string) error {
 		}
 		fmt.Fprint(e.stdout, dev.NextSteps())
 	}
+	// SIGHUP re-reads the policy bundle directory now; a bundle that does
+	// not compile or fails its tests is refused and logged.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = srv.ReloadPolicy(ctx)
+			}
+		}
+	}()
 	return srv.Run(ctx)
 }
 

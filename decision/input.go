@@ -1,0 +1,302 @@
+package decision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ"
+)
+
+// Input is the policy input document (policy/CONTRACT.md). Field order is
+// fixed by the structs, so the same facts always give the same bytes and
+// the same input digest.
+type Input struct {
+	Action   writ.Action  `json:"action"`
+	Via      string       `json:"via"`
+	Enforced bool         `json:"enforced"`
+	Run      RunInput     `json:"run"`
+	History  HistoryInput `json:"history"`
+	Context  ContextInput `json:"context"`
+}
+
+// RunInput is the run as policy sees it.
+type RunInput struct {
+	ID            writ.RunID    `json:"id"`
+	Agent         string        `json:"agent"`
+	Profile       string        `json:"profile"`
+	Issuer        string        `json:"issuer"`
+	Ticket        writ.Ticket   `json:"ticket"`
+	Scope         writ.Scope    `json:"scope"`
+	ScopeDigest   string        `json:"scopeDigest"`
+	TriggerDigest string        `json:"triggerDigest"`
+	Depth         int           `json:"depth"`
+	Parent        writ.RunID    `json:"parent"`
+	Deadline      time.Time     `json:"deadline"`
+	State         writ.RunState `json:"state"`
+	BranchPrefix  string        `json:"branchPrefix"`
+}
+
+// HistoryInput is the run's history as policy sees it.
+type HistoryInput struct {
+	Actions []writ.HistoryEntry `json:"actions"`
+	Counts  Counts              `json:"counts"`
+	Allowed map[string]bool     `json:"allowed"`
+}
+
+// Counts are counted by writ, never reported by the agent.
+type Counts struct {
+	Total      int `json:"total"`
+	LastMinute int `json:"lastMinute"`
+	Denials    int `json:"denials"`
+	Children   int `json:"children"`
+}
+
+// ContextInput holds the target facts.
+type ContextInput struct {
+	Time             time.Time  `json:"time"`
+	Hour             int        `json:"hour"`
+	Weekday          string     `json:"weekday"`
+	RemainingSeconds int64      `json:"remainingSeconds"`
+	ToolInScope      bool       `json:"toolInScope"`
+	Repo             *RepoFacts `json:"repo,omitempty"`
+	Paths            PathFacts  `json:"paths"`
+	Environment      *EnvFacts  `json:"environment,omitempty"`
+	Secret           *ScopeFact `json:"secret,omitempty"`
+	Host             *ScopeFact `json:"host,omitempty"`
+}
+
+// RepoFacts describe the target repository and branch.
+type RepoFacts struct {
+	Name      string `json:"name"`
+	InScope   bool   `json:"inScope"`
+	Write     bool   `json:"write"`
+	Base      string `json:"base"`
+	Branch    string `json:"branch"`
+	Protected bool   `json:"protected"`
+	RunBranch bool   `json:"runBranch"`
+}
+
+// PathFacts describe the changed paths.
+type PathFacts struct {
+	Changed      []string `json:"changed"`
+	OutsideScope []string `json:"outsideScope"`
+	Protected    []string `json:"protected"`
+}
+
+// EnvFacts describe the target environment.
+type EnvFacts struct {
+	Name      string `json:"name"`
+	InScope   bool   `json:"inScope"`
+	Sensitive bool   `json:"sensitive"`
+}
+
+// ScopeFact says whether a named thing is in the run's scope.
+type ScopeFact struct {
+	Name    string `json:"name"`
+	InScope bool   `json:"inScope"`
+}
+
+// BranchPrefix is the prefix of the only branches run id may push.
+func BranchPrefix(id writ.RunID) string { return "writ/" + string(id) + "/" }
+
+func (p *Point) input(req *Request, h *history, now time.Time) *Input {
+	run := req.Run
+	a := req.Action
+	in := &Input{
+		Action: a, Via: req.Via, Enforced: !req.DryRun && !strings.HasPrefix(req.Via, "hook:"),
+		Run: RunInput{
+			ID: run.ID, Agent: run.Agent, Profile: run.Profile, Issuer: run.Issuer, Ticket: run.Ticket, Scope: run.Scope,
+			ScopeDigest: run.ScopeDigest, TriggerDigest: run.TriggerDigest, Depth: run.Depth, Parent: run.Parent,
+			Deadline: run.Deadline.UTC(), State: run.State, BranchPrefix: BranchPrefix(run.ID),
+		},
+	}
+	if h.suspended && in.Run.State == writ.RunActive {
+		in.Run.State = writ.RunSuspended
+	}
+	if !now.Before(run.Deadline) && !in.Run.State.Final() {
+		in.Run.State = writ.RunExpired
+	}
+	in.Run.Scope.Tools, in.Run.Scope.Hosts = nonNil(in.Run.Scope.Tools), nonNil(in.Run.Scope.Hosts)
+	in.Run.Scope.Environments, in.Run.Scope.Secrets = nonNil(in.Run.Scope.Environments), nonNil(in.Run.Scope.Secrets)
+	if in.Run.Scope.Repos == nil {
+		in.Run.Scope.Repos = []writ.RepoScope{}
+	}
+
+	// History.
+	h.prune(now, p.window())
+	in.History.Actions = h.recent
+	if in.History.Actions == nil {
+		in.History.Actions = []writ.HistoryEntry{}
+	}
+	in.History.Allowed = h.allowed
+	if in.History.Allowed == nil {
+		in.History.Allowed = map[string]bool{}
+	}
+	c := Counts{Total: h.total, Children: h.children}
+	minute, denialsFrom := now.Add(-time.Minute), now.Add(-p.cfg.Denials.Window)
+	for _, e := range h.window {
+		if !e.Time.Before(minute) {
+			c.LastMinute++
+		}
+		if e.Verdict == writ.VerdictDeny && !e.Time.Before(denialsFrom) {
+			c.Denials++
+		}
+	}
+	in.History.Counts = c
+
+	// Context.
+	cx := &in.Context
+	cx.Time, cx.Hour, cx.Weekday = now, now.Hour(), now.Weekday().String()
+	cx.RemainingSeconds = max(int64(run.Deadline.Sub(now)/time.Second), 0)
+	if a.Kind == writ.ActionTool || a.Kind == writ.ActionMCPCall {
+		cx.ToolInScope = anyMatch(run.Scope.Tools, a.Name, writ.MatchTool)
+	}
+	t := a.Target
+	var scopeRepo *writ.RepoScope
+	if t.Repo != "" {
+		rf := &RepoFacts{Name: t.Repo, Branch: strings.TrimPrefix(t.Ref, "refs/heads/")}
+		for i := range run.Scope.Repos {
+			if run.Scope.Repos[i].Name == t.Repo {
+				scopeRepo = &run.Scope.Repos[i]
+			}
+		}
+		if scopeRepo != nil {
+			rf.InScope, rf.Write, rf.Base = true, scopeRepo.Write, scopeRepo.Base
+		}
+		if rf.Branch != "" {
+			rules := p.repos[t.Repo]
+			rf.Protected = rf.Branch == rf.Base || anyMatch(rules.Protected, rf.Branch, writ.MatchPath)
+			rf.RunBranch = strings.HasPrefix(rf.Branch, BranchPrefix(run.ID))
+		}
+		cx.Repo = rf
+	}
+	cx.Paths = PathFacts{Changed: nonNil(t.Paths), OutsideScope: []string{}, Protected: []string{}}
+	for _, path := range t.Paths {
+		inScope := scopeRepo != nil && (len(scopeRepo.Paths) == 0 || anyMatch(scopeRepo.Paths, path, writ.MatchPath))
+		if !inScope {
+			cx.Paths.OutsideScope = append(cx.Paths.OutsideScope, path)
+		}
+		if t.Repo != "" && anyMatch(p.repos[t.Repo].ProtectedPaths, path, writ.MatchPath) {
+			cx.Paths.Protected = append(cx.Paths.Protected, path)
+		}
+	}
+	if t.Environment != "" {
+		cx.Environment = &EnvFacts{Name: t.Environment, Sensitive: p.envs[t.Environment].Sensitive}
+		for _, e := range run.Scope.Environments {
+			if e == t.Environment {
+				cx.Environment.InScope = true
+			}
+		}
+	}
+	if t.Secret != "" {
+		cx.Secret = &ScopeFact{Name: t.Secret, InScope: anyMatch(run.Scope.Secrets, t.Secret, writ.MatchPath)}
+	}
+	host := t.Host
+	if a.Kind == writ.ActionEgress {
+		host, _, _ = strings.Cut(a.Name, ":")
+	}
+	if host != "" {
+		cx.Host = &ScopeFact{Name: host, InScope: anyMatch(run.Scope.Hosts, host, writ.MatchHost)}
+	}
+	return in
+}
+
+func anyMatch(patterns []string, s string, match func(p, s string) bool) bool {
+	for _, p := range patterns {
+		if match(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// subject returns what an approval of action a binds to (DESIGN.md §4.5).
+func subject(run *writ.Run, a writ.Action) (kind string, subj map[string]any) {
+	t := a.Target
+	switch {
+	case a.Kind == writ.ActionMerge || a.Kind == writ.ActionGitPush:
+		return writ.SubjectCommit, map[string]any{"repo": t.Repo, "ref": t.Ref, "base": t.Base, "head": t.Head, "diffDigest": t.Digest, "paths": nonNil(t.Paths)}
+	case a.Kind == writ.ActionRelease || a.Kind == writ.ActionDeploy || a.Kind == writ.ActionBuild:
+		return writ.SubjectArtifact, map[string]any{"digest": t.Digest, "environment": t.Environment, "repo": t.Repo}
+	case a.Kind == writ.ActionCredential && t.Secret != "":
+		return writ.SubjectSecret, map[string]any{"name": t.Secret, "environment": t.Environment}
+	}
+	// Any other gated action binds to the digest of the action itself.
+	b, _ := json.Marshal(a)
+	sum := sha256.Sum256(b)
+	return writ.SubjectTool, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "kind": a.Kind, "name": a.Name}
+}
+
+// approval returns the pending approval request d waits on: an identical
+// pending one, or a new one (whose Decision is d.ID).
+func (p *Point) approval(ctx context.Context, run *writ.Run, d *writ.Decision, ar *writ.ApprovalReason, policyDigest string) (*writ.ApprovalRequest, error) {
+	kind, subj := subject(run, d.Action)
+	b, err := json.Marshal(map[string]any{"kind": kind, "subject": subj})
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	if prev, err := p.cfg.Store.PendingApproval(ctx, run.ID, kind, digest); err == nil {
+		return prev, nil
+	} else if writ.ErrorKind(err) != writ.KindNotFound {
+		return nil, err
+	}
+	return &writ.ApprovalRequest{
+		ID: "apr_" + writ.NewULID(p.now(), nil), Run: run.ID, Decision: d.ID, SubjectKind: kind, SubjectDigest: digest,
+		Subject: subj, Group: ar.Group, Count: ar.Count, State: "pending", TriggerDigest: run.TriggerDigest,
+		PolicyDigest: policyDigest, ExpiresAt: run.Deadline,
+	}, nil
+}
+
+// events returns the events of decision d: the decision itself first,
+// then a new approval request, then one alert per policy alert.
+func (p *Point) events(d *writ.Decision, res *writ.PolicyResult, apr *writ.ApprovalRequest, newApproval bool) []*writ.Event {
+	details := map[string]any{
+		"name": d.Action.Name, "via": d.Via, "reasons": d.Reasons, "obligations": d.Obligations,
+		"policyDigest": res.PolicyDigest, "dataDigest": res.DataDigest, "inputDigest": d.InputDigest,
+	}
+	if tgt := d.Action.Target; !isZeroTarget(tgt) {
+		details["target"] = tgt
+	}
+	if len(d.Action.Args) > 0 {
+		// Arguments may hold anything the agent typed, secrets included:
+		// the log keeps their digest, the decisions table the bytes.
+		sum := sha256.Sum256(d.Action.Args)
+		details["argsDigest"] = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	if d.CallRef != "" {
+		details["callRef"] = d.CallRef
+	}
+	if d.DryRun {
+		details["dryRun"] = true
+	}
+	if d.Approval != nil && d.Approval.ID != "" {
+		details["approval"] = d.Approval
+	}
+	evs := []*writ.Event{{Type: writ.EventDecision, Run: d.Run, Actor: d.Actor, Action: d.Action.Kind, Decision: d.Verdict,
+		Subject: d.ID, Details: details}}
+	if newApproval {
+		evs = append(evs, &writ.Event{Type: writ.EventApprovalRequested, Run: d.Run, Actor: writ.ActorSystem, Subject: apr.ID,
+			Details: map[string]any{"decision": d.ID, "subjectKind": apr.SubjectKind, "subjectDigest": apr.SubjectDigest,
+				"subject": apr.Subject, "group": apr.Group, "count": apr.Count, "expiresAt": apr.ExpiresAt,
+				"triggerDigest": apr.TriggerDigest, "policyDigest": apr.PolicyDigest}})
+	}
+	for _, msg := range d.Alerts {
+		if d.DryRun {
+			break
+		}
+		evs = append(evs, &writ.Event{Type: writ.EventAlert, Run: d.Run, Actor: writ.ActorSystem, Subject: d.ID,
+			Details: map[string]any{"message": msg, "decision": d.ID}})
+	}
+	return evs
+}
+
+func isZeroTarget(t writ.Target) bool {
+	return t.Repo == "" && t.Ref == "" && t.Environment == "" && len(t.Paths) == 0 && t.Host == "" && t.Secret == "" &&
+		t.Digest == "" && t.Base == "" && t.Head == ""
+}
