@@ -58,7 +58,7 @@ signers:
     kind: human
     groups: [maintainers, admins]
     keys: ["{{.HumanKey}}"]
-    may: {agents: ["*"], profiles: [refactor, review]}
+    may: {agents: ["*"], profiles: [refactor, review, release]}
   # - name: tickets
   #   kind: system
   #   keys: ["-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----"]
@@ -75,6 +75,10 @@ agents:
     owner: {{.Human}}
     profiles: [review]
     repos: ["acme/*"]
+  - name: release-bot
+    owner: {{.Human}}
+    profiles: [release]
+    repos: ["acme/*"]
 
 # Risk classes. A trigger's scope must fit its profile: tools, hosts,
 # environments, whether secrets may be named, and the longest run.
@@ -84,10 +88,42 @@ profiles:
     tools: [read, edit, "shell:build", "shell:test", "shell:git", "exec:test", "exec:build", "mcp:everything/*"]
     hosts: [proxy.golang.org, sum.golang.org, registry.npmjs.org]
     secrets: false
+    # Counted by writ, enforced by policy; exceeding one suspends the run. 0: unlimited.
+    budgets: {callsPerMinute: 300, totalCalls: 5000, children: 3}
   - name: review
     maxDuration: 30m
-    tools: [read]
+    tools: [read, "web:fetch"]
     secrets: false
+    budgets: {callsPerMinute: 300, totalCalls: 2000, children: 0}
+  - name: release
+    maxDuration: 1h
+    tools: [read, "shell:build", "shell:test"]
+    environments: [staging, production]
+    secrets: true
+    budgets: {callsPerMinute: 120, totalCalls: 1000, children: 0}
+
+# Deployment environments. A sensitive one needs two approvers to release to.
+environments:
+  - {name: staging, sensitive: false}
+  - {name: production, sensitive: true}
+
+# Repository rules policy reads: protected branches change only by an
+# approved merge; a change to a protected path needs approval.
+repos:
+  - name: acme/api
+    protected: [main, "release/*"]
+    protectedPaths: [".github/workflows/**", CODEOWNERS, "policy/**"]
+
+# Policy-as-code. bundle: a directory of .rego files (and data.json), checked
+# every reload interval and on SIGHUP; a bundle that fails to compile or its
+# own tests never replaces the working one. Empty: the default bundle built
+# into writ ("writ policy test" runs its tests, "writ policy eval" explains).
+# policy:
+#   bundle: ""
+#   timeout: 100ms
+#   reload: 2s
+#   denials: {max: 5, window: 10m}      # enforced denials that suspend a run
+#   approvers: maintainers              # the group approval requests name
 
 # log: {format: text, level: info}    # format text or json
 # triggers: {leeway: 60s, maxLifetime: 24h}
