@@ -244,6 +244,21 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 		rec.Suspend = &writ.Event{Actor: writ.ActorSystem, Subject: d.ID,
 			Details: map[string]any{"reason": "suspended by policy: " + strings.Join(codes, ", "), "decision": d.ID}}
 	}
+	// The run's lock is held through the commit: the next decision of this
+	// run sees this one in its history, and an identical approval-gated
+	// action finds this decision's approval request pending instead of
+	// opening a second one.
+	out, dup, err := p.cfg.Store.RecordDecision(ctx, rec)
+	if err != nil {
+		h.mu.Unlock()
+		p.Forget(run.ID)
+		return nil, err
+	}
+	if dup {
+		h.mu.Unlock()
+		p.Forget(run.ID)
+		return out, nil
+	}
 	if !req.DryRun {
 		h.add(d, now, p.window())
 		if suspend {
@@ -251,17 +266,6 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 		}
 	}
 	h.mu.Unlock()
-
-	out, dup, err := p.cfg.Store.RecordDecision(ctx, rec)
-	if err != nil {
-		// The optimistic history entry may not be on record: re-read it.
-		p.Forget(run.ID)
-		return nil, err
-	}
-	if dup {
-		p.Forget(run.ID)
-		return out, nil
-	}
 	if suspend {
 		p.log.WarnContext(ctx, "run suspended by policy", slog.String("run", string(run.ID)), slog.String("decision", d.ID))
 		if p.cfg.OnRunChanged != nil {
@@ -353,9 +357,6 @@ func (h *history) add(d *writ.Decision, now time.Time, window time.Duration) {
 			h.allowed = map[string]bool{}
 		}
 		h.allowed[writ.HistoryName(e.Kind, e.Name)] = true
-	}
-	if d.Action.Kind == writ.ActionDelegate && d.Verdict == writ.VerdictAllow {
-		h.children++
 	}
 }
 

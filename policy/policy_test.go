@@ -60,7 +60,16 @@ func loadDefault(t *testing.T) *policy.Bundle {
 // test: Load refuses a bundle whose tests fail, and every test it ran must
 // have passed.
 func TestDefaultBundle(t *testing.T) {
-	b := loadDefault(t)
+	b, err := policy.Load(context.Background(), policy.Default(), policy.LoadOptions{Source: "embedded", Config: testConfig, Timeout: 10 * time.Second})
+	if le := (*policy.LoadError)(nil); errors.As(err, &le) && le.Stage == "test" {
+		for _, e := range le.Errs {
+			t.Errorf("Rego test failed: %s", e)
+		}
+		t.FailNow()
+	}
+	if err != nil {
+		t.Fatalf("Load(default) = %v", err)
+	}
 	if len(b.Tests) <= 100 {
 		t.Errorf("Load(default) ran %d Rego tests; want more than 100", len(b.Tests))
 	}
@@ -360,7 +369,7 @@ func TestLoadRefusals(t *testing.T) {
 	}
 }
 
-// TestLoadTestsSeeOwnData checks that a bundle's tests see its own data.json
+// TestLoadTests checks that a bundle's tests see its own data.json
 // but not the configuration, and that SkipTests skips them.
 func TestLoadTests(t *testing.T) {
 	ctx := context.Background()
@@ -427,6 +436,9 @@ result := {"deny": set(), "approval": set(), "allow": data.writ.config.open == t
 // result, with extra rules.
 func bundleWith(t *testing.T, result, extra string, o policy.LoadOptions) *policy.Bundle {
 	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Second // not the 100ms default: -race on a busy machine is slow
+	}
 	src := "package writ\n\nresult := " + result + "\n\n" + extra + "\n"
 	b, err := policy.Load(context.Background(), fstest.MapFS{"writ.rego": {Data: []byte(src)}}, o)
 	if err != nil {
@@ -437,12 +449,14 @@ func bundleWith(t *testing.T, result, extra string, o policy.LoadOptions) *polic
 
 func TestEval(t *testing.T) {
 	ctx := context.Background()
+	// Arrays in reverse order: Go sorts reasons and alerts, so the same
+	// answer is always recorded the same way.
 	b := bundleWith(t, `{
-	"deny": {{"code": "b_code", "message": "second"}, {"code": "a_code", "message": "first"}},
-	"approval": {{"code": "gate", "message": "m", "group": "maintainers", "count": 2}},
+	"deny": [{"code": "b_code", "message": "second"}, {"code": "a_code", "message": "first"}],
+	"approval": [{"code": "gate", "message": "m", "group": "maintainers", "count": 2}, {"code": "another", "group": "g", "count": 1}],
 	"allow": input.allow,
 	"obligations": {"maxTTL": "90s", "suspend": true},
-	"alerts": {"zulu", "alpha"},
+	"alerts": ["zulu", "alpha"],
 }`, "", policy.LoadOptions{Config: map[string]any{"k": 1}})
 	got, err := b.Eval(ctx, []byte(`{"allow": true}`))
 	if err != nil {
@@ -450,8 +464,11 @@ func TestEval(t *testing.T) {
 	}
 	cfg, _ := json.Marshal(map[string]any{"k": 1})
 	want := &writ.PolicyResult{
-		Deny:         []writ.Reason{{Code: "a_code", Message: "first"}, {Code: "b_code", Message: "second"}},
-		Approval:     []writ.ApprovalReason{{Reason: writ.Reason{Code: "gate", Message: "m"}, Group: "maintainers", Count: 2}},
+		Deny: []writ.Reason{{Code: "a_code", Message: "first"}, {Code: "b_code", Message: "second"}},
+		Approval: []writ.ApprovalReason{
+			{Reason: writ.Reason{Code: "another"}, Group: "g", Count: 1},
+			{Reason: writ.Reason{Code: "gate", Message: "m"}, Group: "maintainers", Count: 2},
+		},
 		Allow:        true,
 		Obligations:  writ.Obligations{MaxTTL: writ.Duration(90 * time.Second), Suspend: true},
 		Alerts:       []string{"alpha", "zulu"},
