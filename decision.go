@@ -266,24 +266,69 @@ type HistoryEntry struct {
 	Enforced bool      `json:"enforced"`
 }
 
-// ApprovalRequest is a pending request for a human's approval, created by
-// an approval_required decision. Identical pending requests (same run,
-// subject kind and digest) are one request.
+// ApprovalRequest is a request for a human's approval, created by an
+// approval_required decision. Identical live requests (same run, subject
+// kind and digest) are one request. Slot names what the subject is of (a
+// branch, a secret in an environment, a tool): a new subject in the same
+// slot voids the old request.
 type ApprovalRequest struct {
-	ID            string    `json:"id"`
-	Run           RunID     `json:"run"`
-	Decision      string    `json:"decision"`
-	SubjectKind   string    `json:"subjectKind"`
-	SubjectDigest string    `json:"subjectDigest"`
-	Subject       any       `json:"subject"`
-	Group         string    `json:"group"`
-	Count         int       `json:"count"`
-	State         string    `json:"state"`
-	TriggerDigest string    `json:"triggerDigest"`
-	PolicyDigest  string    `json:"policyDigest"`
-	CreatedAt     time.Time `json:"createdAt"`
-	ExpiresAt     time.Time `json:"expiresAt"`
+	ID            string         `json:"id"`
+	Run           RunID          `json:"run"`
+	Decision      string         `json:"decision"`
+	SubjectKind   string         `json:"subjectKind"`
+	SubjectDigest string         `json:"subjectDigest"`
+	Subject       map[string]any `json:"subject"`
+	Slot          string         `json:"slot"`
+	Reasons       []Reason       `json:"reasons,omitempty"`
+	Group         string         `json:"group"`
+	Count         int            `json:"count"`
+	State         string         `json:"state"`
+	TriggerDigest string         `json:"triggerDigest"`
+	PolicyDigest  string         `json:"policyDigest"`
+	CreatedAt     time.Time      `json:"createdAt"`
+	ExpiresAt     time.Time      `json:"expiresAt"`
+	// UsedBy is the decision that consumed an approved request.
+	UsedBy string `json:"usedBy,omitempty"`
+	// Grants are the signed verdicts so far.
+	Grants []ApprovalGrant `json:"grants,omitempty"`
 }
+
+// Approval states.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalDenied   = "denied"
+	ApprovalVoided   = "voided"
+	ApprovalExpired  = "expired"
+	ApprovalUsed     = "used"
+)
+
+// Live reports whether the request can still be approved or used.
+func (a *ApprovalRequest) Live() bool {
+	return a.State == ApprovalPending || a.State == ApprovalApproved
+}
+
+// ApprovalGrant is one human's signed verdict on an approval request: the
+// exact statement bytes, the envelope they signed it in, and writ's
+// countersignature (an in-toto statement in DSSE, by the attest key).
+type ApprovalGrant struct {
+	Human            string    `json:"human"`
+	Verdict          string    `json:"verdict"` // approve or deny
+	KeyID            string    `json:"keyId"`
+	Format           string    `json:"format"` // dsse or sshsig
+	Statement        []byte    `json:"statement"`
+	Envelope         []byte    `json:"envelope"`
+	Countersignature []byte    `json:"countersignature"`
+	Time             time.Time `json:"time"`
+}
+
+// Approval event types besides approval.requested.
+const (
+	EventApprovalGranted = "approval.granted"
+	EventApprovalDenied  = "approval.denied"
+	EventApprovalVoided  = "approval.voided"
+	EventApprovalRefused = "approval.refused"
+)
 
 // Approval subject kinds (DESIGN.md §4.5).
 const (
@@ -370,5 +415,27 @@ type DecisionRecord struct {
 	Decision    *Decision
 	Events      []*Event
 	NewApproval *ApprovalRequest
-	Suspend     *Event
+	// UseApproval is the approved request this decision consumes (an
+	// approval is single-use); the commit fails with KindConflict
+	// "approval_not_approved" if it is no longer approved.
+	UseApproval string
+	// Voids are live requests this decision voids (a changed subject in
+	// the same slot, a changed policy, expiry), each with its event.
+	Voids   []ApprovalVoid
+	Suspend *Event
+}
+
+// ApprovalVoid voids one live approval request, recorded by Event.
+type ApprovalVoid struct {
+	ID    string
+	State string // ApprovalVoided or ApprovalExpired
+	Event *Event
+}
+
+// ApprovalFilter selects approvals in a listing. Zero fields match
+// everything.
+type ApprovalFilter struct {
+	State string
+	Run   RunID
+	Limit int
 }

@@ -16,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -36,7 +37,8 @@ type Store interface {
 	RunHistory(ctx context.Context, run writ.RunID, windowStart time.Time, limit int) (*writ.RunHistory, error)
 	RecordDecision(ctx context.Context, rec *writ.DecisionRecord) (*writ.Decision, bool, error)
 	DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error)
-	PendingApproval(ctx context.Context, run writ.RunID, kind, digest string) (*writ.ApprovalRequest, error)
+	LiveApproval(ctx context.Context, run writ.RunID, kind, digest string) (*writ.ApprovalRequest, error)
+	LiveApprovalsInSlot(ctx context.Context, run writ.RunID, slot string) ([]*writ.ApprovalRequest, error)
 }
 
 // Environment is a configured deployment environment.
@@ -69,8 +71,11 @@ type Config struct {
 	Denials      Denials
 	// HistoryLimit is how many recent decisions policy sees (default 100).
 	HistoryLimit int
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// ApprovalTTL bounds how long an approval request stays open (default
+	// 24h); never past the run's deadline.
+	ApprovalTTL time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// OnRunChanged is called after a decision suspended a run, so caches
 	// of run state drop it; may be nil.
 	OnRunChanged func(writ.RunID)
@@ -102,6 +107,9 @@ func New(cfg Config) *Point {
 	}
 	if p.cfg.HistoryLimit <= 0 {
 		p.cfg.HistoryLimit = 100
+	}
+	if p.cfg.ApprovalTTL <= 0 {
+		p.cfg.ApprovalTTL = 24 * time.Hour
 	}
 	for _, e := range cfg.Environments {
 		p.envs[e.Name] = e
@@ -223,13 +231,21 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	rec := &writ.DecisionRecord{Decision: d}
 	var apr *writ.ApprovalRequest
 	if appr != nil && !req.DryRun {
-		apr, err = p.approval(ctx, run, d, appr, res.PolicyDigest)
+		g, err := p.gate(ctx, run, d, appr, res.PolicyDigest, now)
 		if err != nil {
 			h.mu.Unlock()
 			return nil, err
 		}
+		apr, rec.Voids = g.request, g.voids
 		d.Approval = &writ.ApprovalRef{ID: apr.ID, Group: apr.Group, Count: apr.Count}
-		if apr.Decision == d.ID {
+		switch {
+		case g.approved:
+			// A human approval of exactly this subject, given before this
+			// request and still valid, satisfies the gate, once.
+			d.Verdict = writ.VerdictAllow
+			d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; it is now used", apr.ID, apr.SubjectKind)}}
+			rec.UseApproval = apr.ID
+		case g.created:
 			rec.NewApproval = apr
 		}
 	} else if appr != nil {

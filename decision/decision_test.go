@@ -1001,10 +1001,10 @@ func TestApprovals(t *testing.T) {
 	if a, _ := evs[0].Details["approval"].(map[string]any); a["id"] != d1.Approval.ID {
 		t.Errorf("decision event approval = %v; want %s", evs[0].Details["approval"], d1.Approval.ID)
 	}
-	pending, err := f.db.PendingApproval(ctx, f.run.ID, writ.SubjectCommit, fmt.Sprint(req.Details["subjectDigest"]))
+	pending, err := f.db.LiveApproval(ctx, f.run.ID, writ.SubjectCommit, fmt.Sprint(req.Details["subjectDigest"]))
 	if err != nil || pending.ID != d1.Approval.ID || pending.Decision != d1.ID || pending.State != "pending" ||
 		!pending.ExpiresAt.Equal(f.run.Deadline) || pending.PolicyDigest != "sha256:p" {
-		t.Errorf("PendingApproval() = %+v, %v; want %s by %s", pending, err, d1.Approval.ID, d1.ID)
+		t.Errorf("LiveApproval() = %+v, %v; want %s by %s", pending, err, d1.Approval.ID, d1.ID)
 	}
 
 	// The same action again waits on the same request.

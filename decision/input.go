@@ -214,43 +214,96 @@ func anyMatch(patterns []string, s string, match func(p, s string) bool) bool {
 	return false
 }
 
-// subject returns what an approval of action a binds to (DESIGN.md §4.5).
-func subject(run *writ.Run, a writ.Action) (kind string, subj map[string]any) {
+// subject returns what an approval of action a binds to (DESIGN.md §4.5)
+// and its slot: what the subject is of, so that a new subject in the same
+// slot (a new push to the branch, another digest for the environment)
+// voids the approval of the old one.
+func subject(a writ.Action) (kind string, subj map[string]any, slot string) {
 	t := a.Target
 	switch {
 	case a.Kind == writ.ActionMerge || a.Kind == writ.ActionGitPush:
-		return writ.SubjectCommit, map[string]any{"repo": t.Repo, "ref": t.Ref, "base": t.Base, "head": t.Head, "diffDigest": t.Digest, "paths": nonNil(t.Paths)}
+		return writ.SubjectCommit, map[string]any{"repo": t.Repo, "ref": t.Ref, "base": t.Base, "head": t.Head, "diffDigest": t.Digest, "paths": nonNil(t.Paths)},
+			"commit:" + t.Repo + "@" + strings.TrimPrefix(t.Ref, "refs/heads/")
 	case a.Kind == writ.ActionRelease || a.Kind == writ.ActionDeploy || a.Kind == writ.ActionBuild:
-		return writ.SubjectArtifact, map[string]any{"digest": t.Digest, "environment": t.Environment, "repo": t.Repo}
+		return writ.SubjectArtifact, map[string]any{"digest": t.Digest, "environment": t.Environment, "repo": t.Repo},
+			"artifact:" + a.Kind + ":" + t.Repo + "@" + t.Environment
 	case a.Kind == writ.ActionCredential && t.Secret != "":
-		return writ.SubjectSecret, map[string]any{"name": t.Secret, "environment": t.Environment}
+		return writ.SubjectSecret, map[string]any{"name": t.Secret, "environment": t.Environment},
+			"secret:" + t.Secret + "@" + t.Environment
+	case a.Kind == writ.ActionDelegate:
+		b, _ := json.Marshal(a)
+		sum := sha256.Sum256(b)
+		return writ.SubjectScope, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "name": a.Name}, "scope:" + a.Name
 	}
-	// Any other gated action binds to the digest of the action itself.
+	// Any other gated action binds to the digest of the action itself,
+	// arguments included.
 	b, _ := json.Marshal(a)
 	sum := sha256.Sum256(b)
-	return writ.SubjectTool, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "kind": a.Kind, "name": a.Name}
+	return writ.SubjectTool, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "kind": a.Kind, "name": a.Name},
+		"tool:" + a.Kind + ":" + a.Name
 }
 
-// approval returns the pending approval request d waits on: an identical
-// pending one, or a new one (whose Decision is d.ID).
-func (p *Point) approval(ctx context.Context, run *writ.Run, d *writ.Decision, ar *writ.ApprovalReason, policyDigest string) (*writ.ApprovalRequest, error) {
-	kind, subj := subject(run, d.Action)
+// gateResult is what the approval gate found for a decision.
+type gateResult struct {
+	request  *writ.ApprovalRequest
+	approved bool // request is approved and satisfies the gate now
+	created  bool // request is new
+	voids    []writ.ApprovalVoid
+}
+
+// gate finds the approval a gated decision waits on: an approved request
+// of exactly this subject (which the decision then uses), a pending one, or
+// a new one. A live request that expired or was approved under another
+// policy is voided; so are live requests of other subjects in the slot.
+func (p *Point) gate(ctx context.Context, run *writ.Run, d *writ.Decision, ar *writ.ApprovalReason, policyDigest string, now time.Time) (*gateResult, error) {
+	kind, subj, slot := subject(d.Action)
 	b, err := json.Marshal(map[string]any{"kind": kind, "subject": subj})
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	if prev, err := p.cfg.Store.PendingApproval(ctx, run.ID, kind, digest); err == nil {
-		return prev, nil
-	} else if writ.ErrorKind(err) != writ.KindNotFound {
+	g := &gateResult{}
+	void := func(a *writ.ApprovalRequest, state, reason string) {
+		g.voids = append(g.voids, writ.ApprovalVoid{ID: a.ID, State: state, Event: &writ.Event{
+			Type: writ.EventApprovalVoided, Run: run.ID, Actor: writ.ActorSystem, Subject: a.ID,
+			Details: map[string]any{"reason": reason, "decision": d.ID, "was": a.State, "subjectDigest": a.SubjectDigest}}})
+	}
+	live, err := p.cfg.Store.LiveApproval(ctx, run.ID, kind, digest)
+	switch {
+	case err == nil:
+		switch {
+		case !now.Before(live.ExpiresAt):
+			void(live, writ.ApprovalExpired, "expired")
+		case live.PolicyDigest != policyDigest:
+			void(live, writ.ApprovalVoided, "policy_changed")
+		default:
+			g.request, g.approved = live, live.State == writ.ApprovalApproved
+			return g, nil
+		}
+	case writ.ErrorKind(err) != writ.KindNotFound:
 		return nil, err
 	}
-	return &writ.ApprovalRequest{
-		ID: "apr_" + writ.NewULID(p.now(), nil), Run: run.ID, Decision: d.ID, SubjectKind: kind, SubjectDigest: digest,
-		Subject: subj, Group: ar.Group, Count: ar.Count, State: "pending", TriggerDigest: run.TriggerDigest,
-		PolicyDigest: policyDigest, ExpiresAt: run.Deadline,
-	}, nil
+	others, err := p.cfg.Store.LiveApprovalsInSlot(ctx, run.ID, slot)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range others {
+		if o.SubjectDigest != digest {
+			void(o, writ.ApprovalVoided, "subject_changed")
+		}
+	}
+	exp := now.Add(p.cfg.ApprovalTTL)
+	if run.Deadline.Before(exp) {
+		exp = run.Deadline
+	}
+	g.request = &writ.ApprovalRequest{
+		ID: "apr_" + writ.NewULID(now, nil), Run: run.ID, Decision: d.ID, SubjectKind: kind, SubjectDigest: digest,
+		Subject: subj, Slot: slot, Reasons: d.Reasons, Group: ar.Group, Count: ar.Count, State: writ.ApprovalPending,
+		TriggerDigest: run.TriggerDigest, PolicyDigest: policyDigest, ExpiresAt: exp.UTC(),
+	}
+	g.created = true
+	return g, nil
 }
 
 // events returns the events of decision d: the decision itself first,

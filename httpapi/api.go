@@ -66,6 +66,12 @@ type Config struct {
 	Registry       *prometheus.Registry // metrics are registered here; nil makes a private one
 	// Decider is the policy decision point behind /v1/decide.
 	Decider Decider
+	// Approvals resolves approval requests; ApprovalStore reads them.
+	Approvals     Approvals
+	ApprovalStore ApprovalStore
+	// SensitiveEnvironments names the environments configured sensitive,
+	// for the risk an approver is shown.
+	SensitiveEnvironments map[string]bool
 	// OnRunCreated is called after a run is committed, so background loops
 	// (the expiry loop) can wake; may be nil.
 	OnRunCreated func(*writ.Run)
@@ -137,6 +143,12 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("POST /v1/decisions/{id}/outcome", a.auth(tokenRun, a.decisionOutcome))
 	a.route("POST /v1/outcomes", a.auth(tokenRun, a.callOutcome))
 
+	a.route("GET /v1/approvals", a.human(a.listApprovals))
+	a.route("GET /v1/approvals/{id}", a.human(a.showApproval))
+	a.route("GET /v1/approvals/{id}/statement", a.human(a.approvalStatement))
+	a.route("POST /v1/approvals/{id}/approve", a.human(a.submitApproval("approve")))
+	a.route("POST /v1/approvals/{id}/deny", a.human(a.submitApproval("deny")))
+
 	a.route("POST /v1/tokens", a.human(a.createToken))
 	a.route("POST /v1/keys/{kind}/rotate", a.human(a.rotateKey))
 
@@ -207,8 +219,8 @@ func (a *API) instrument(route string, h handlerFunc) http.Handler {
 			}
 		}
 		limit := int64(maxBody)
-		if route == "/v1/runs" && r.Method == http.MethodPost {
-			limit = maxTriggerBody
+		if (route == "/v1/runs" || strings.HasPrefix(route, "/v1/approvals/")) && r.Method == http.MethodPost {
+			limit = maxTriggerBody // a signed statement is as small as a signed trigger
 		}
 		// The original writer, not sw: MaxBytesReader tells net/http through
 		// it to close the connection after a 413 rather than drain the rest.

@@ -61,7 +61,9 @@ type filePolicy struct {
 		Max    *int          `json:"max"`    // enforced denials that suspend a run; default 5, 0 disables
 		Window writ.Duration `json:"window"` // default 10m
 	} `json:"denials"`
-	Approvers string `json:"approvers"` // the group approval requests name; default maintainers
+	Approvers    string        `json:"approvers"`    // the group approval requests name; default maintainers
+	SelfApproval bool          `json:"selfApproval"` // may a trigger's issuer approve its own run's gates; default false
+	ApprovalTTL  writ.Duration `json:"approvalTTL"`  // how long a request stays open; default 24h, never past the run's deadline
 }
 
 type fileIdentity struct {
@@ -152,11 +154,13 @@ type Config struct {
 
 // PolicyConfig says which policy bundle decides and how.
 type PolicyConfig struct {
-	Bundle    string // a directory; empty: the embedded default
-	Timeout   time.Duration
-	Reload    time.Duration
-	Denials   decision.Denials
-	Approvers string
+	Bundle       string // a directory; empty: the embedded default
+	Timeout      time.Duration
+	Reload       time.Duration
+	Denials      decision.Denials
+	Approvers    string
+	SelfApproval bool
+	ApprovalTTL  time.Duration
 }
 
 // KeyPaths are the files of the three private keys (DESIGN.md §4.7).
@@ -186,7 +190,7 @@ func DefaultConfig() Config {
 		TriggerMaxLifetime: 24 * time.Hour,
 		ExpiryInterval:     time.Second,
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
-			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers"},
+			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
 }
 
@@ -278,6 +282,10 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	if fc.Policy.Denials.Max != nil {
 		cfg.Policy.Denials.Max = *fc.Policy.Denials.Max
 	}
+	cfg.Policy.SelfApproval = fc.Policy.SelfApproval
+	if fc.Policy.ApprovalTTL != 0 {
+		cfg.Policy.ApprovalTTL = fc.Policy.ApprovalTTL.D()
+	}
 	if fc.Policy.Denials.Window != 0 {
 		cfg.Policy.Denials.Window = fc.Policy.Denials.Window.D()
 	}
@@ -367,6 +375,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Denials.Window < time.Minute || c.Policy.Denials.Window > 24*time.Hour {
 		return fmt.Errorf("policy.denials.window %v: must be between 1m and 24h", c.Policy.Denials.Window)
+	}
+	if c.Policy.ApprovalTTL < time.Minute || c.Policy.ApprovalTTL > 30*24*time.Hour {
+		return fmt.Errorf("policy.approvalTTL %v: must be between 1m and 720h", c.Policy.ApprovalTTL)
 	}
 	if !writ.ValidName(c.Policy.Approvers) {
 		return fmt.Errorf("policy.approvers %q: want a group name such as maintainers", c.Policy.Approvers)

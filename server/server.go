@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
@@ -41,13 +42,14 @@ type Server struct {
 	audit *auditlog.Log
 	// auditRef lets the store's commit hook reach the log, which is built
 	// after the store.
-	auditRef atomic.Pointer[auditlog.Log]
-	api      *httpapi.API
-	http     *http.Server
-	ln       net.Listener
-	wake     chan struct{}
-	policy   *policyState
-	decider  *decision.Point
+	auditRef  atomic.Pointer[auditlog.Log]
+	api       *httpapi.API
+	http      *http.Server
+	ln        net.Listener
+	wake      chan struct{}
+	policy    *policyState
+	decider   *decision.Point
+	approvals *approval.Service
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -129,16 +131,24 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.decider = decision.New(decision.Config{
 		Store: store, Policy: s.policy.engine, Environments: cfg.Environments, Repos: cfg.Repos, Denials: cfg.Policy.Denials,
-		Logger: s.log, Now: s.now,
+		ApprovalTTL: cfg.Policy.ApprovalTTL, Logger: s.log, Now: s.now,
 		OnRunChanged: func(id writ.RunID) {
 			if s.api != nil {
 				s.api.RunChanged(id)
 			}
 		},
 	})
+	s.approvals = approval.New(approval.Config{
+		Store: store, Ring: ring, Humans: humans, Attest: keys.Attest, SelfApproval: cfg.Policy.SelfApproval,
+		PolicyDigest: func() string { return s.policy.engine.Bundle().Digest }, Logger: s.log, Now: s.now,
+	})
+	sensitive := map[string]bool{}
+	for _, e := range cfg.Environments {
+		sensitive[e.Name] = e.Sensitive
+	}
 	s.api = httpapi.New(httpapi.Config{
-		Decider: s.decider,
-		Store:   store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
+		Decider: s.decider, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
+		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
 		Audit: s.audit, AuditStore: store, Tiles: s.audit, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
@@ -236,6 +246,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.keyLoop(gctx) })
 	g.Go(func() error { return s.audit.Run(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
+	g.Go(func() error { return s.approvalLoop(gctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -326,6 +337,23 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 		}
 		if _, err := s.store.PruneCheckpoints(ctx); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "prune checkpoints", slog.Any("error", err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// approvalLoop expires approval requests past their expiry (each with an
+// approval.voided event); gates check expiry on use as well.
+func (s *Server) approvalLoop(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if _, err := s.approvals.ExpireDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "expire approvals", slog.Any("error", err))
 		}
 		select {
 		case <-ctx.Done():

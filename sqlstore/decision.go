@@ -39,22 +39,23 @@ func (db *DB) RecordDecision(ctx context.Context, rec *writ.DecisionRecord) (out
 			}
 		}
 		d.Time = tx.now
+		for _, v := range rec.Voids {
+			if err := tx.voidApproval(v); err != nil {
+				return err
+			}
+		}
+		if id := rec.UseApproval; id != "" {
+			ok, err := tx.setApprovalState(id, []string{writ.ApprovalApproved}, writ.ApprovalUsed, d.ID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return writ.Errorf(writ.KindConflict, "approval_not_approved", "approval %s is no longer approved (used, voided or expired meanwhile); ask again", id)
+			}
+		}
 		if a := rec.NewApproval; a != nil {
-			a.CreatedAt = tx.now
-			body, err := json.Marshal(a)
-			if err != nil {
+			if err := tx.insertApproval(a); err != nil {
 				return err
-			}
-			exp, err := encTime("approval expiresAt", a.ExpiresAt)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.exec("INSERT INTO approvals (id, run, decision, subject_kind, subject_digest, state, created_at, expires_at, body) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-				a.ID, string(a.Run), a.Decision, a.SubjectKind, a.SubjectDigest, tx.now.UnixNano(), exp, body); err != nil {
-				if tx.db.d.uniqueViolation(err) {
-					return writ.Errorf(writ.KindConflict, "approval_exists", "an identical approval request is already pending; retry")
-				}
-				return fmt.Errorf("sqlstore: insert approval: %w", err)
 			}
 		}
 		body, err := json.Marshal(d)
@@ -226,23 +227,4 @@ func (db *DB) RunHistory(ctx context.Context, run writ.RunID, windowStart time.T
 		return nil, fmt.Errorf("sqlstore: run history: %w", err)
 	}
 	return h, nil
-}
-
-// PendingApproval returns run's pending approval request for the subject,
-// if there is one.
-func (db *DB) PendingApproval(ctx context.Context, run writ.RunID, kind, digest string) (*writ.ApprovalRequest, error) {
-	var body []byte
-	err := db.rdb.QueryRowContext(ctx, db.d.q("SELECT body FROM approvals WHERE run = ? AND subject_kind = ? AND subject_digest = ? AND state = 'pending'"),
-		string(run), kind, digest).Scan(&body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, writ.Errorf(writ.KindNotFound, "approval_not_found", "no pending approval for this subject")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: pending approval: %w", err)
-	}
-	var a writ.ApprovalRequest
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil, fmt.Errorf("sqlstore: approval body: %w", err)
-	}
-	return &a, nil
 }

@@ -136,9 +136,7 @@ func runDecide(ctx context.Context, e *env, opts any, args []string) error {
 		return err
 	}
 	if o.asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(d); err != nil {
+		if err := printJSON(e.stdout, d); err != nil {
 			return err
 		}
 	} else {

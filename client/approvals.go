@@ -1,0 +1,88 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/writ-dev/writ"
+)
+
+// ApprovalView is an approval as an approver is shown it.
+type ApprovalView struct {
+	writ.ApprovalRequest
+	RunInfo *struct {
+		ID            writ.RunID    `json:"id"`
+		Agent         string        `json:"agent"`
+		Profile       string        `json:"profile"`
+		Issuer        string        `json:"issuer"`
+		Ticket        writ.Ticket   `json:"ticket"`
+		State         writ.RunState `json:"state"`
+		Deadline      time.Time     `json:"deadline"`
+		Scope         writ.Scope    `json:"scope"`
+		TriggerDigest string        `json:"triggerDigest"`
+	} `json:"runInfo,omitempty"`
+	Risk struct {
+		Profile        string   `json:"profile"`
+		Environment    string   `json:"environment,omitempty"`
+		Sensitive      bool     `json:"sensitiveEnvironment"`
+		Secret         string   `json:"secret,omitempty"`
+		ProtectedPaths []string `json:"protectedPaths,omitempty"`
+		Reasons        []string `json:"reasons"`
+	} `json:"risk"`
+	Action         *writ.Action `json:"action,omitempty"`
+	WrittenByAgent *struct {
+		Note string          `json:"note"`
+		Args json.RawMessage `json:"args,omitempty"`
+	} `json:"writtenByAgent,omitempty"`
+}
+
+// ListApprovals lists approvals, newest first.
+func (c *Client) ListApprovals(ctx context.Context, f writ.ApprovalFilter) ([]writ.ApprovalRequest, error) {
+	q := url.Values{}
+	if f.State != "" {
+		q.Set("state", f.State)
+	}
+	if f.Run != "" {
+		q.Set("run", string(f.Run))
+	}
+	var out struct {
+		Approvals []writ.ApprovalRequest `json:"approvals"`
+	}
+	path := "/v1/approvals"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out.Approvals, err
+}
+
+// GetApproval returns what an approver is shown of approval id.
+func (c *Client) GetApproval(ctx context.Context, id string) (*ApprovalView, error) {
+	var v ApprovalView
+	if err := c.do(ctx, http.MethodGet, "/v1/approvals/"+url.PathEscape(id), nil, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// ApprovalStatement returns the exact bytes the caller signs to give
+// verdict (approve or deny) on approval id.
+func (c *Client) ApprovalStatement(ctx context.Context, id, verdict string) ([]byte, error) {
+	var raw rawBody
+	err := c.do(ctx, http.MethodGet, "/v1/approvals/"+url.PathEscape(id)+"/statement?verdict="+url.QueryEscape(verdict), nil, &raw)
+	return raw, err
+}
+
+// SubmitApproval posts a signed statement (a DSSE envelope, or payload +
+// SSH signature) giving verdict on approval id.
+func (c *Client) SubmitApproval(ctx context.Context, id, verdict string, signed []byte) (*writ.ApprovalRequest, error) {
+	var a writ.ApprovalRequest
+	if err := c.do(ctx, http.MethodPost, "/v1/approvals/"+url.PathEscape(id)+"/"+url.PathEscape(verdict), bytes.NewReader(signed), &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
