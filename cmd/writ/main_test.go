@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -87,11 +88,26 @@ func TestScripts(t *testing.T) {
 	})
 }
 
+// jsonField returns the string at a dotted path ("approval.id") of a JSON
+// object; a missing or non-string value is an error, so a script never
+// goes on with an empty variable.
 func jsonField(data, key string) (string, error) {
-	var m map[string]any
-	if err := json.Unmarshal([]byte(data), &m); err != nil {
+	var v any
+	if err := json.Unmarshal([]byte(data), &v); err != nil {
 		return "", err
 	}
-	s, _ := m[key].(string)
+	for _, k := range strings.Split(key, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("jsonfield: %s: not an object at %q", key, k)
+		}
+		if v, ok = m[k]; !ok {
+			return "", fmt.Errorf("jsonfield: no %s", key)
+		}
+	}
+	s, ok := v.(string)
+	if !ok || s == "" {
+		return "", fmt.Errorf("jsonfield: %s is %v, not a non-empty string", key, v)
+	}
 	return s, nil
 }
