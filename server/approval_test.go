@@ -7,6 +7,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -37,7 +41,7 @@ type approvalRig struct {
 
 // startApprovals starts a dev server with three more humans: bob and carol
 // (maintainers) and dave (not a maintainer).
-func startApprovals(t *testing.T, mod func(cfg *server.Config)) *approvalRig {
+func startApprovals(t testing.TB, mod func(cfg *server.Config)) *approvalRig {
 	t.Helper()
 	rig := &approvalRig{humans: map[string]*approver{}, clock: new(atomic.Int64)}
 	keys := map[string]crypto.Signer{}
@@ -318,4 +322,85 @@ func (a *approvalRig) attestKey(t *testing.T) *ecdsa.PublicKey {
 		t.Fatal(err)
 	}
 	return &keys.Attest.PublicKey
+}
+
+// TestApprovalVoidedByPolicyChange: an approval asked under one policy
+// bundle cannot be given, nor used, under another.
+func TestApprovalVoidedByPolicyChange(t *testing.T) {
+	dir := t.TempDir()
+	copyDefault(t, dir)
+	a := startApprovals(t, func(cfg *server.Config) { cfg.Policy.Bundle = dir })
+	ctx := context.Background()
+	self, _ := a.run(releaseRun)
+	apr := a.decide(self, pgCredential("read")).Approval.ID
+	if err := os.WriteFile(filepath.Join(dir, "extra.rego"), []byte("package writ\n\n# a new rule: the policy changed\nalerts contains \"moon\" if input.action.target.environment == \"moon\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := a.r.srv.PolicyDigest()
+	if err := a.r.srv.ReloadPolicy(ctx); err != nil || a.r.srv.PolicyDigest() == old {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, err := a.approve("bob", apr); writ.ErrorCode(err) != "policy_changed" {
+		t.Fatalf("approving under a new policy: %v", err)
+	}
+	if v, _ := a.human.GetApproval(ctx, apr); v.State != writ.ApprovalVoided {
+		t.Fatalf("request is %s, want voided", v.State)
+	}
+	d := a.decide(self, pgCredential("read"))
+	if d.Decision != writ.VerdictApprovalRequired || d.Approval.ID == apr {
+		t.Fatalf("after the policy change: %+v", d)
+	}
+	// An approval given, then a policy change before use: voided at use.
+	if _, err := a.approve("bob", d.Approval.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "extra.rego"), []byte("package writ\n\n# changed again\nalerts contains \"mars\" if input.action.target.environment == \"mars\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.r.srv.ReloadPolicy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d2 := a.decide(self, pgCredential("read")); d2.Decision != writ.VerdictApprovalRequired {
+		t.Fatalf("an approval from before the policy change allowed: %+v", d2)
+	}
+	if v, _ := a.human.GetApproval(ctx, d.Approval.ID); v.State != writ.ApprovalVoided {
+		t.Fatalf("approved request is %s after the policy changed, want voided", v.State)
+	}
+}
+
+// BenchmarkApprovalToAllow measures, on one node, the time from the last
+// required approval to the gated action being allowed: the approving
+// human's POST (verify, countersign, commit) and the run's next decision,
+// which finds and consumes the approval.
+func BenchmarkApprovalToAllow(b *testing.B) {
+	a := startApprovals(b, func(cfg *server.Config) {
+		for _, p := range cfg.Profiles {
+			p.Budgets = writ.Budgets{}
+		}
+	})
+	self, _ := a.run(releaseRun)
+	var approve, allow []time.Duration
+	for i := 0; b.Loop(); i++ {
+		act := pgCredential(fmt.Sprintf("role%d", i))
+		d := a.decide(self, act)
+		if d.Approval == nil {
+			b.Fatalf("not gated: %+v", d)
+		}
+		t0 := time.Now()
+		if _, err := a.approve("bob", d.Approval.ID); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if d := a.decide(self, act); d.Decision != writ.VerdictAllow {
+			b.Fatalf("not allowed: %+v", d)
+		}
+		approve, allow = append(approve, t1.Sub(t0)), append(allow, time.Since(t1))
+	}
+	report := func(name string, ds []time.Duration) {
+		slices.Sort(ds)
+		b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), name+"-p50-µs")
+		b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), name+"-p99-µs")
+	}
+	report("approve", approve)
+	report("allow", allow)
 }

@@ -19,13 +19,13 @@ import (
 
 // policyRig is a dev server whose runs ask policy.
 type policyRig struct {
-	t     *testing.T
+	t     testing.TB
 	d     *dev
 	r     *running
 	human *client.Client
 }
 
-func startPolicy(t *testing.T, mod func(cfg *server.Config)) *policyRig {
+func startPolicy(t testing.TB, mod func(cfg *server.Config)) *policyRig {
 	t.Helper()
 	d := prepareDev(t)
 	if mod != nil {

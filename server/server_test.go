@@ -33,7 +33,7 @@ const pollTimeout = 30 * time.Second
 
 // running is a server started by start, serving until stop.
 type running struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *server.Server
 	url    string
 	cancel context.CancelFunc
@@ -45,7 +45,7 @@ type running struct {
 // start builds a server for cfg, binds it and runs it; before runs between
 // Listen and Run (FinishDev goes there). The server is stopped at the end
 // of the test unless stop was called.
-func start(t *testing.T, cfg server.Config, o server.Options, before func(s *server.Server, url string)) *running {
+func start(t testing.TB, cfg server.Config, o server.Options, before func(s *server.Server, url string)) *running {
 	t.Helper()
 	ctx := context.Background()
 	srv, err := server.New(ctx, cfg, o)
@@ -92,7 +92,7 @@ type dev struct {
 	key crypto.Signer
 }
 
-func prepareDev(t *testing.T) *dev {
+func prepareDev(t testing.TB) *dev {
 	t.Helper()
 	cfg, env, err := server.PrepareDev(t.TempDir(), "127.0.0.1:0")
 	if err != nil {
@@ -110,7 +110,7 @@ func prepareDev(t *testing.T) *dev {
 }
 
 // finish is a before func for start that bootstraps the dev token.
-func (d *dev) finish(t *testing.T) func(*server.Server, string) {
+func (d *dev) finish(t testing.TB) func(*server.Server, string) {
 	return func(s *server.Server, url string) {
 		t.Helper()
 		if err := s.FinishDev(context.Background(), d.env, url); err != nil {
@@ -121,7 +121,7 @@ func (d *dev) finish(t *testing.T) func(*server.Server, string) {
 
 // sign returns a DSSE-signed template trigger of the dev human at now,
 // changed by mod.
-func (d *dev) sign(t *testing.T, now time.Time, mod func(*writ.Trigger)) []byte {
+func (d *dev) sign(t testing.TB, now time.Time, mod func(*writ.Trigger)) []byte {
 	t.Helper()
 	tr := trigger.Template(now, d.env.Human)
 	if mod != nil {
