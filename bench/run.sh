@@ -54,6 +54,24 @@
 #   AUDIT_N=100000 ...           # step j: events per throughput benchmark
 #   AUDIT_LOAD_SECONDS=10 ...    # step j: seconds measured per latency load (after 1 s warm-up)
 #   AUDIT_LOAD_RATES="1000 5000 10000" ...  # step j: the latency loads, events/s
+#
+#   k. policy decisions: the default bundle's Bundle.Eval and the decision
+#      point's Point.Decide (real engine, real SQLite store) in process
+#      (go test -bench ./policy/ ./decision/); POST /v1/decide of a writ dev
+#      server beside `opa run --server` on the same bundle, config and
+#      input, driven by the same load generator (bench/policy) at fixed
+#      rates and at saturation; CPU profiles of both under saturation,
+#      summarised; the memory the default bundle adds to a process, and the
+#      RSS of an idle `writ serve --dev` beside the same server built from
+#      b2e2283, the last commit without the policy engine. OPA v1.22.3 is
+#      built once into ${XDG_CACHE_HOME:-~/.cache}/writ-bench/bin (about
+#      1 minute; ../shared/TOOLS.md), or taken from OPA_BIN=DIR.
+#
+#   ONLY=policy bench/run.sh     # step k alone (about 3 minutes, plus 1 to build OPA once)
+#   POLICY_RATES="250 1000" ...  # step k: fixed rates, decisions/s (the default)
+#   POLICY_C="16 64" ...         # step k: saturation, concurrent clients (the default)
+#   POLICY_SECONDS=10 ...        # step k: seconds measured per load (after 1 s warm-up)
+#   POLICY_COUNT=1 ...           # step k: -count for the in-process benchmarks (default 3, medians reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -516,6 +534,239 @@ audit_profile_summary() {
   done
 }
 
+# ---- k. policy decisions -----------------------------------------------------
+# Defined before the other steps so that ONLY=policy runs it alone.
+
+OPA_VERSION=v1.22.3
+POLICY_RATES=${POLICY_RATES:-"250 1000"}
+POLICY_C=${POLICY_C:-"16 64"}
+POLICY_SECONDS=${POLICY_SECONDS:-10}
+POLICY_COUNT=${POLICY_COUNT:-3}
+POLICY_PROFILE_C=${POLICY_PROFILE_C:-16}
+
+# opa_dir prints the directory holding the opa binary: OPA_BIN, or the tool
+# cache, where it is built once (outside the clone, never per run).
+opa_dir() {
+  if [ -n "${OPA_BIN:-}" ]; then
+    [ -x "$OPA_BIN/opa" ] || { echo "OPA_BIN=$OPA_BIN holds no executable opa" >&2; return 1; }
+    echo "$OPA_BIN"
+    return 0
+  fi
+  local cache=${XDG_CACHE_HOME:-$HOME/.cache}/writ-bench/bin
+  if ! "$cache/opa" version 2>/dev/null | grep -qx "Version: ${OPA_VERSION#v}"; then
+    echo "building opa $OPA_VERSION into $cache (about 1 minute, once; log in $RES/opa-build.log)" >&2
+    mkdir -p "$cache"
+    if ! (cd "${TMPDIR:-/tmp}" && GOBIN=$cache go install "github.com/open-policy-agent/opa@$OPA_VERSION") >"$RES/opa-build.log" 2>&1; then
+      echo "building opa failed; see $RES/opa-build.log" >&2
+      return 1
+    fi
+  fi
+  echo "$cache"
+}
+
+# pprof_seconds PROF FOCUS [IGNORE]: the CPU seconds of the samples of PROF
+# with a frame matching FOCUS and none matching IGNORE; FOCUS may be A&&B
+# (a frame matching A and one matching B). Shares by frames in the stack
+# stay right although Go cuts CPU-profile stacks at 64 frames, which hides
+# the callers of OPA's deeply recursive evaluator (its samples are missing
+# from the cumulative time of Decide and of everything above it).
+pprof_seconds() {
+  local prof=$1 focus=$2 ignore=${3:-} tmp
+  tmp=$(mktemp "$WORK/pprof-XXXXXX")
+  cp "$prof" "$tmp"
+  while [[ "$focus" == *"&&"* ]]; do
+    go tool pprof -proto -focus="${focus%%&&*}" "$OUT/policybench" "$tmp" >"$tmp.next" 2>/dev/null && mv "$tmp.next" "$tmp"
+    focus=${focus#*&&}
+  done
+  go tool pprof -top -unit=ms -nodecount=1000000 -nodefraction=0 -edgefraction=0 -focus="$focus" ${ignore:+-ignore="$ignore"} "$OUT/policybench" "$tmp" 2>/dev/null |
+    awk '/^Showing nodes accounting for/ {v=$5; sub(/ms,?$/, "", v); printf "%.2f\n", v/1000; f=1} END {if (!f) print 0}'
+  rm -f "$tmp" "$tmp.next"
+}
+
+# pprof_table PROF N TITLE ITEMS...: one line per "name;focus;ignore" item:
+# its CPU seconds, its share of all samples and its microseconds per
+# decision (N decisions).
+pprof_table() {
+  local prof=$1 n=$2 item name f i sec total
+  echo "$3"
+  shift 3
+  total=$(pprof_seconds "$prof" .)
+  for item in "$@"; do
+    IFS=';' read -r name f i <<<"$item"
+    sec=$(pprof_seconds "$prof" "$f" "$i")
+    printf '  %-54s %7ss %6s%% %6s us\n' "$name" "$sec" "$(awk -v a="$sec" -v b="$total" 'BEGIN {if (b > 0) printf "%.1f", a/b*100; else print "?"}')" \
+      "$(awk -v s="$sec" -v n="$n" 'BEGIN {if (n > 0) printf "%.0f", s/n*1e6; else print "?"}')"
+  done
+}
+
+PREPOLICY_COMMIT=b2e2283
+
+# idle_rss BIN LABEL: `BIN serve --dev`, 3 s after it wrote dev.env: a line
+# "LABEL VmRSS_kB VmHWM_kB heap_inuse_MB binary_MB" in policy-idle.txt.
+idle_rss() {
+  local dir=$WORK/idle-$2 url
+  "$1" serve --dev --dev-dir "$dir" --listen 127.0.0.1:0 >"$WORK/idle-$2.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 300); do
+    [ -f "$dir/dev.env" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/idle-$2.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -f "$dir/dev.env" ] || { echo "writ serve did not write $dir/dev.env" >&2; exit 1; }
+  url=$(sed -n 's/^WRIT_URL=//p' "$dir/dev.env")
+  sleep 3
+  printf '%s %s %s %s %s\n' "$2" "$(awk '$1 == "VmRSS:" {print $2}' "/proc/$SERVER_PID/status")" "$(awk '$1 == "VmHWM:" {print $2}' "/proc/$SERVER_PID/status")" \
+    "$(curl -fsS "$url/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%.1f", $2/1048576}')" "$(stat -c %s "$1" | awk '{printf "%.1f", $1/1048576}')" >>"$RES/policy-idle.txt"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+policy_step() {
+  step "k. policy decisions: Bundle.Eval and Point.Decide in process; /v1/decide beside opa run --server; memory"
+  local opa
+  opa=$(opa_dir)/opa
+  cut -d' ' -f1-3 /proc/loadavg >"$RES/policy-load-before.txt"
+  echo "k1. in process: go test -bench ./policy/ ./decision/ (-count $POLICY_COUNT)" >&2
+  go test -run='^$' -bench=. -benchmem -count="$POLICY_COUNT" ./policy/ | tee "$RES/policy-eval.txt" >&2
+  go test -run='^$' -bench=. -benchmem -count="$POLICY_COUNT" ./decision/ | tee "$RES/policy-decide.txt" >&2
+
+  echo "k2. memory: the default bundle in a process (bench/policy -mem); writ serve --dev idle, with and without the policy engine" >&2
+  go build -o "$OUT/writ" ./cmd/writ
+  (cd bench && go build -o "$OUT/policybench" ./policy)
+  "$OUT/policybench" -mem >"$RES/policy-mem.jsonl"
+  # The peer: writ at $PREPOLICY_COMMIT, the last commit before the policy
+  # engine (no OPA linked, no bundle), built once from `git archive`.
+  local pre=$OUT/writ-$PREPOLICY_COMMIT
+  if [ ! -x "$pre" ]; then
+    rm -rf "$WORK/prepolicy" && mkdir -p "$WORK/prepolicy"
+    if git archive "$PREPOLICY_COMMIT" | tar -x -C "$WORK/prepolicy" && (cd "$WORK/prepolicy" && go build -o "$pre" ./cmd/writ); then
+      echo "built writ $PREPOLICY_COMMIT (before the policy engine) into $pre" >&2
+    else
+      echo "could not build writ $PREPOLICY_COMMIT; the idle memory is measured without its peer" >&2
+      pre=""
+    fi
+  fi
+  : >"$RES/policy-idle.txt"
+  idle_rss "$OUT/writ" head
+  [ -n "$pre" ] && idle_rss "$pre" "$PREPOLICY_COMMIT"
+  cat "$RES/policy-idle.txt" >&2
+
+  echo "k3. POST /v1/decide beside opa run --server: ${POLICY_RATES// /, }/s fixed, c = ${POLICY_C// /, } saturated, $POLICY_SECONDS s each; profiles at c=$POLICY_PROFILE_C" >&2
+  "$OUT/policybench" -opa "$opa" -work "$WORK/policy" -rates "${POLICY_RATES// /,}" -c "${POLICY_C// /,}" -seconds "$POLICY_SECONDS" \
+    -profile-c "$POLICY_PROFILE_C" -cpuprofile "$RES/policy-writ-cpu.prof" -opa-cpuprofile "$RES/policy-opa-cpu.prof" | tee "$RES/policy-http.jsonl" >&2
+  go tool pprof -top -cum -nodecount=80 "$OUT/policybench" "$RES/policy-writ-cpu.prof" >"$RES/policy-writ-cpu.top" 2>/dev/null
+  go tool pprof -top -cum -nodecount=80 "$RES/policy-opa-cpu.prof" >"$RES/policy-opa-cpu.top" 2>/dev/null
+  cut -d' ' -f1-3 /proc/loadavg >"$RES/policy-load-after.txt"
+}
+
+policy_summary() {
+  local ev=$RES/policy-eval.txt de=$RES/policy-decide.txt js=$RES/policy-http.jsonl mem=$RES/policy-mem.jsonl
+  m() { median_of "$1" "Benchmark$2" "$3"; }
+  rat() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "?" && b != "?" && b > 0) printf "%.2f", a/b; else print "?"}'; }
+  us() { awk -v v="$1" 'BEGIN {if (v == "?") print "?"; else printf "%.1f", v/1e3}'; }
+  echo "policy: one decision in process, one at a time (go test -bench; goal p99 < 250 us with a 100-action history)"
+  printf '  %-54s %9s %8s %8s %8s %9s %9s\n' "" us/op p50_us p90_us p99_us allocs/op B/op
+  local b name file label
+  for b in "Evaluate/history=100;$ev;Bundle.Eval, history=100 ($(m "$ev" Evaluate/history=100 input-bytes) B input)" \
+    "Evaluate/history=0;$ev;Bundle.Eval, history=0 ($(m "$ev" Evaluate/history=0 input-bytes) B input)" \
+    "EvaluateParseInput;$ev;  its first step: input JSON -> OPA AST, history=100" \
+    "Decide;$de;Point.Decide, history=100, durable write (SQLite)"; do
+    IFS=';' read -r name file label <<<"$b"
+    printf '  %-54s %9s %8s %8s %8s %9s %9s\n' "$label" "$(us "$(m "$file" "$name" ns/op)")" \
+      "$(m "$file" "$name" p50-us)" "$(m "$file" "$name" p90-us)" "$(m "$file" "$name" p99-us)" "$(m "$file" "$name" allocs/op)" "$(m "$file" "$name" B/op)"
+  done
+  printf '  on every core: Bundle.Eval %s evals/s (%s goroutines); Point.Decide %s decisions/s (%s goroutines, a run each)\n' \
+    "$(awk -v v="$(m "$ev" EvaluateParallel evals/s)" 'BEGIN {printf "%.0f", v}')" "$(nproc)" \
+    "$(awk -v v="$(m "$de" DecideParallel decisions/s)" 'BEGIN {printf "%.0f", v}')" "$((4 * $(nproc)))"
+  printf '  goal p99 < 250 us: Bundle.Eval %s, Point.Decide %s\n' \
+    "$(awk -v v="$(m "$ev" Evaluate/history=100 p99-us)" 'BEGIN {print (v != "?" && v < 250) ? "met" : "NOT met"}')" \
+    "$(awk -v v="$(m "$de" Decide p99-us)" 'BEGIN {print (v != "?" && v < 250) ? "met" : "NOT met"}')"
+  echo
+  echo "policy: POST /v1/decide (writ) beside POST /v1/data/writ/result (opa run --server): same bundle, config and input, one load generator, one machine"
+  jq -r 'select(.kind=="setup") | "  opa \(.opa_version); input \(.input_bytes) B with \(.history) history actions (opa request body \(.opa_body_bytes) B, writ \(.writ_body_bytes) B)\n  writ: \(.runs) runs, one per worker; \(.auth)"' "$js"
+  printf '  %-6s %-16s %11s %9s %9s %10s %9s %9s %6s %10s %10s %8s %8s\n' target load decisions/s p50_us p90_us p99_us mean_us svc_p50 errors srv_cpu_us cli_cpu_us p50_w/o thru_w/o
+  local t l ps p50 p90 p99 mean svc e sc cc w_ps=0 w_p50=0
+  while IFS=$'\t' read -r t l ps p50 p90 p99 mean svc e sc cc; do
+    if [ "$t" = writ ]; then
+      w_ps=$ps w_p50=$p50
+      printf '  %-6s %-16s %11s %9s %9s %10s %9s %9s %6s %10s %10s\n' "$t" "$l" "$ps" "$p50" "$p90" "$p99" "$mean" "$svc" "$e" "$sc" "$cc"
+    else
+      printf '  %-6s %-16s %11s %9s %9s %10s %9s %9s %6s %10s %10s %8s %8s\n' "$t" "$l" "$ps" "$p50" "$p90" "$p99" "$mean" "$svc" "$e" "$sc" "$cc" "$(rat "$w_p50" "$p50")" "$(rat "$w_ps" "$ps")"
+    fi
+  done < <(jq -r 'select(.kind=="step") | [.target, (if .mode=="rate" then "\(.rate)/s fixed" elif .mode=="saturation" then "c=\(.c)" else "c=\(.c) profiled" end),
+    (.per_s|round), (.p50_us|round), (.p90_us|round), (.p99_us|round), (.mean_us|round), (if .mode=="rate" then (.svc_p50_us|round) else "-" end),
+    .errors, (.server_cpu_us|round), (.client_cpu_us|round)] | @tsv' "$js")
+  echo "  (fixed: open loop, latency from each request's scheduled start, so it includes the generator's timer lateness (Go timers"
+  echo "   overshoot up to ~1 ms here); svc_p50: from the actual send; c=N: N closed-loop clients; p50_w/o: writ's p50 / opa's;"
+  echo "   thru_w/o: writ's decisions/s / opa's; srv_cpu_us: the server process's CPU per decision; cli_cpu_us: the load generator's)"
+  jq -rs '[.[] | select(.kind=="step" and .mode=="rate")] | group_by(.rate)[] | (.[] | select(.target=="writ")) as $w | (.[] | select(.target=="opa")) as $o |
+    "  goal writ p50 <= 1.5x opa p50 at \($w.rate)/s: \(if $w.p50_us <= 1.5*$o.p50_us then "met" else "NOT met" end) (x\($w.p50_us/$o.p50_us*100|round/100); from the send: x\($w.svc_p50_us/$o.svc_p50_us*100|round/100))"' "$js"
+  jq -rs '[.[] | select(.kind=="step" and .mode=="saturation")] | group_by(.c)[] | (.[] | select(.target=="writ")) as $w | (.[] | select(.target=="opa")) as $o |
+    "  goal writ p50 <= 1.5x opa p50 at c=\($w.c): \(if $w.p50_us <= 1.5*$o.p50_us then "met" else "NOT met" end) (x\($w.p50_us/$o.p50_us*100|round/100); mean x\($w.mean_us/$o.mean_us*100|round/100))"' "$js"
+  jq -rs '[.[] | select(.kind=="step" and .target=="writ" and .mode=="saturation")] | max_by(.per_s) |
+    "  goal >= 5,000 decisions/s on 2 cores: \(if .per_s >= 5000 then "met" else "NOT met" end) (writ best: \(.per_s|round)/s at c=\(.c), \(.errors) errors)"' "$js"
+  echo
+  echo "policy: memory"
+  jq -r '"  the default bundle in a process (server.LoadPolicy, after GC): Go heap in use +\(.heap_added_kb/1024*10|round/10) MB, RSS +\(.rss_added_kb/1024*10|round/10) MB (\(.rss_before_kb/1024*10|round/10) -> \(.rss_after_kb/1024*10|round/10) MB, peak \(.peak_rss_kb/1024*10|round/10) MB while loading)\n  the load allocates \(.allocated_during_load_kb/1024|round) MB in all (\(.load_seconds*100|round/100) s, \(.tests) bundle tests); a second bundle on top (a reload, both alive): heap +\(.heap_added_by_a_second_bundle_kb/1024*10|round/10) MB"' "$mem"
+  awk -v pre="$PREPOLICY_COMMIT" '{rss[$1]=$2; hwm[$1]=$3; heap[$1]=$4; bin[$1]=$5}
+    END {
+      printf "  writ serve --dev, idle 3 s after start: VmRSS %.1f MB (peak %.1f), Go heap in use %s MB, binary %s MB\n", rss["head"]/1024, hwm["head"]/1024, heap["head"], bin["head"]
+      if (pre in rss) {
+        printf "  the same at %s, before the policy engine: VmRSS %.1f MB (peak %.1f), Go heap in use %s MB, binary %s MB\n", pre, rss[pre]/1024, hwm[pre]/1024, heap[pre], bin[pre]
+        printf "  the policy engine (OPA linked and initialised, the bundle loaded) and everything else since %s: VmRSS +%.1f MB, heap +%.1f MB\n", pre, (rss["head"]-rss[pre])/1024, heap["head"]-heap[pre]
+      }
+    }' "$RES/policy-idle.txt"
+  jq -r 'select(.kind=="setup") | "  before the load: writ (dev server, runs seeded) VmRSS \(.writ_rss_kb/1024*10|round/10) MB; opa run --server with the bundle \(.opa_rss_kb/1024*10|round/10) MB"' "$js"
+  jq -rs '[.[] | select(.kind=="step")] | group_by(.target)[] | max_by(.hwm_kb) | "  peak under load: \(.target) VmHWM \(.hwm_kb/1024*10|round/10) MB"' "$js"
+  printf '  goal: the default bundle adds < 60 MB to writ serve: %s\n' "$(awk -v pre="$PREPOLICY_COMMIT" -v b="$(jq -r '.rss_added_kb' "$mem")" \
+    '{rss[$1]=$2} END {d = (pre in rss) ? rss["head"]-rss[pre] : b; print ((d < 61440 && b < 61440) ? "met" : "NOT met") " (+" sprintf("%.1f", ((pre in rss) ? d : b)/1024) " MB RSS)"}' "$RES/policy-idle.txt")"
+  echo
+  local n
+  n=$(jq -rs '[.[] | select(.kind=="step" and .target=="writ" and .mode=="profile")][0] | .per_s * .seconds | round' "$js")
+  pprof_table "$RES/policy-writ-cpu.prof" "$n" \
+    "policy: where writ's time goes (its server process, c=$POLICY_PROFILE_C saturated, $n decisions; CPU of samples with such a frame; % of all; per decision)" \
+    "all samples;.;" \
+    "policy evaluation (OPA topdown, rego);opa/v1/(topdown|rego)\.;" \
+    "input JSON -> OPA AST (ast.ValueFromReader);ast\.ValueFromReader;" \
+    "  of it encoding/json decoding;ast\.ValueFromReader;ast\.InterfaceToValue" \
+    "decision point: input, json.Marshal, SHA-256, events;decision\.\(\*Point\)\.Decide;opa/v1|policy\.|sqlstore\." \
+    "  of it json.Marshal of the input;decision\.\(\*Point\)\.Decide\$&&encoding/json\.Marshal\$;Point\)\.events|sqlstore\." \
+    "store, request side (RecordDecision, reads);sqlstore\.;sqlstore\.\(\*DB\)\.writer" \
+    "store writer (one goroutine: INSERTs, COMMIT);sqlstore\.\(\*DB\)\.writer;" \
+    "  of it SQLite's commit (vdbeCommit: WAL frames);sqlstore\.\(\*DB\)\.writer&&lib\._vdbeCommit\$;" \
+    "audit log integrator;auditlog\.;" \
+    "authentication (run bearer token, cached);httpapi\.\(\*API\)\.authenticateRun;" \
+    "HTTP, routing, request body, response, metrics;net/http|httpapi;decision\.|opa/v1|policy\.|sqlstore\.|authenticateRun" \
+    "GC background marking;runtime\.gcBgMarkWorker;" \
+    "allocation (mallocgc), inside the rows above;runtime\.mallocgc$;"
+  n=$(jq -rs '[.[] | select(.kind=="step" and .target=="opa" and .mode=="profile")][0] | .per_s * .seconds | round' "$js")
+  pprof_table "$RES/policy-opa-cpu.prof" "$n" \
+    "policy: where opa's time goes (opa run --server, c=$POLICY_PROFILE_C saturated, $n decisions; its /debug/pprof/profile)" \
+    "all samples;.;" \
+    "policy evaluation (topdown, rego);opa/v1/(topdown|rego)\.;" \
+    "input JSON -> AST (readInputPostV1);server\.readInputPostV1;" \
+    "HTTP and the rest of the handler;net/http;readInputPostV1|opa/v1/(topdown|rego)\." \
+    "GC background marking;runtime\.gcBgMarkWorker;" \
+    "allocation (mallocgc), inside the rows above;runtime\.mallocgc$;"
+  printf '  load average (1, 5, 15 min) before step k: %s; after: %s\n' "$(cat "$RES/policy-load-before.txt")" "$(cat "$RES/policy-load-after.txt")"
+}
+
+if [ "${ONLY:-}" = policy ]; then
+  policy_step
+  {
+    echo
+    echo "== summary (ONLY=policy)"
+    cat "$RES/machine.txt"
+    echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
+    echo
+    policy_summary
+    echo
+    echo "raw results in $RES"
+  } | tee "$RES/summary.txt"
+  exit 0
+fi
+
 if [ "${ONLY:-}" = audit ]; then
   audit_step
   {
@@ -671,6 +922,8 @@ identity_step
 
 audit_step
 
+policy_step
+
 # ---- summary ----------------------------------------------------------------
 ns_of() { awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" {for (i=2;i<=NF;i++) if ($(i+1)=="ns/op") {print $i; exit}}' "$RES/verify.txt"; }
 per_s() { awk -v ns="$1" 'BEGIN {if (ns > 0) printf "%.0f", 1e9/ns; else print "?"}'; }
@@ -758,6 +1011,8 @@ mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
   identity_summary
   echo
   audit_summary
+  echo
+  policy_summary
   echo
   echo "raw results in $RES"
 } | tee "$RES/summary.txt"

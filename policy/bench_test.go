@@ -157,12 +157,17 @@ func BenchmarkEvaluate(b *testing.B) {
 // turning the input JSON (history=100) into OPA's AST value.
 func BenchmarkEvaluateParseInput(b *testing.B) {
 	in := benchInput(b, 100)
+	lat := make([]time.Duration, 0, 1<<16)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ast.ValueFromReader(bytes.NewReader(in)); err != nil {
+		t0 := time.Now()
+		_, err := ast.ValueFromReader(bytes.NewReader(in))
+		lat = append(lat, time.Since(t0))
+		if err != nil {
 			b.Fatal(err)
 		}
 	}
+	benchReportLatency(b, lat)
 }
 
 // BenchmarkEvaluateParallel is BenchmarkEvaluate/history=100 from many
