@@ -210,6 +210,12 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	sum := sha256.Sum256(raw)
 	d.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
 	res, err := p.cfg.Policy.Evaluate(ctx, raw)
+	if writ.ErrorKind(err) == writ.KindUnavailable {
+		// Overload is not a decision: nothing is recorded, the caller
+		// retries.
+		h.mu.Unlock()
+		return nil, err
+	}
 	if err != nil {
 		// Fail closed: an engine error is a deny, on the record.
 		p.log.ErrorContext(ctx, "policy evaluation failed; denying", slog.String("run", string(run.ID)),

@@ -1205,3 +1205,17 @@ func TestChildrenCount(t *testing.T) {
 		t.Errorf("counts.children = %d from the point's memory, %d from the store; want the same", counts[0], counts[1])
 	}
 }
+
+// TestOverloadIsNotADecision: an engine too busy to evaluate is an error
+// for the caller to retry, and nothing is recorded.
+func TestOverloadIsNotADecision(t *testing.T) {
+	f := newFixture(t)
+	f.pol.answer(nil, writ.Errorf(writ.KindUnavailable, "overloaded", "busy"))
+	_, err := f.point.Decide(context.Background(), &decision.Request{Run: f.run, Action: tool("read")})
+	if writ.ErrorCode(err) != "overloaded" {
+		t.Fatalf("Decide() = %v; want overloaded", err)
+	}
+	if evs := f.events(t); len(evs) != 0 {
+		t.Fatalf("an overload recorded %d events", len(evs))
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -546,13 +547,21 @@ func sortReasons(r *writ.PolicyResult) {
 }
 
 // Engine holds the bundle in force and swaps it atomically on reload.
+//
+// At most GOMAXPROCS evaluations run at once; the others wait their turn
+// before their timeout starts, so time spent waiting for a CPU never turns
+// into a timed-out (denied, recorded) decision. A caller that waits longer
+// than MaxQueue is told the engine is overloaded (KindUnavailable, code
+// "overloaded"), which is not a decision and is not recorded.
 type Engine struct {
-	cur atomic.Pointer[Bundle]
+	cur      atomic.Pointer[Bundle]
+	sem      chan struct{}
+	MaxQueue time.Duration
 }
 
 // NewEngine returns an engine deciding with b.
 func NewEngine(b *Bundle) *Engine {
-	e := &Engine{}
+	e := &Engine{sem: make(chan struct{}, runtime.GOMAXPROCS(0)), MaxQueue: 2 * time.Second}
 	e.cur.Store(b)
 	return e
 }
@@ -565,6 +574,17 @@ func (e *Engine) Swap(b *Bundle) *Bundle { return e.cur.Swap(b) }
 
 // Evaluate evaluates input with the bundle in force.
 func (e *Engine) Evaluate(ctx context.Context, input []byte) (*writ.PolicyResult, error) {
+	t := time.NewTimer(e.MaxQueue)
+	select {
+	case e.sem <- struct{}{}:
+		t.Stop()
+	case <-t.C:
+		return nil, writ.Errorf(writ.KindUnavailable, "overloaded", "the policy engine is saturated; retry shortly")
+	case <-ctx.Done():
+		t.Stop()
+		return nil, writ.Errorf(writ.KindUnavailable, "overloaded", "the request ended while waiting for the policy engine; retry")
+	}
+	defer func() { <-e.sem }()
 	b := e.cur.Load()
 	res, err := b.Eval(ctx, input)
 	if err != nil {
