@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/internal/strictjson"
+	"github.com/writ-dev/writ/notify"
 )
 
 // fileConfig is writ.yaml as written (DESIGN.md §4.10). It is decoded
@@ -38,6 +39,17 @@ type fileConfig struct {
 	Environments []fileEnvironment `json:"environments"`
 	Repos        []fileRepo        `json:"repos"`
 	Policy       filePolicy        `json:"policy"`
+	Notify       fileNotify        `json:"notify"`
+}
+
+type fileNotify struct {
+	Webhooks []fileWebhook `json:"webhooks"`
+}
+
+type fileWebhook struct {
+	URL    string   `json:"url"`    // http(s); may carry a secret, never logged
+	Format string   `json:"format"` // json (default) or slack
+	Events []string `json:"events"` // approval event types; empty: all of them
 }
 
 type fileEnvironment struct {
@@ -143,6 +155,7 @@ type Config struct {
 	Environments []decision.Environment
 	Repos        []decision.RepoRules
 	Policy       PolicyConfig
+	Notify       []notify.Webhook // notify.webhooks
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -289,6 +302,9 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	if fc.Policy.Denials.Window != 0 {
 		cfg.Policy.Denials.Window = fc.Policy.Denials.Window.D()
 	}
+	for _, w := range fc.Notify.Webhooks {
+		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
+	}
 	cfg.resolve(baseDir)
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -321,6 +337,9 @@ func (c *Config) resolve(dir string) {
 // Validate checks the config as a whole and returns the first problem with
 // the key it concerns.
 func (c *Config) Validate() error {
+	if err := notify.CheckWebhooks(c.Notify); err != nil {
+		return err
+	}
 	u, err := url.Parse(c.PublicURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
 		(u.Path != "" && u.Path != "/") {

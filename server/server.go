@@ -27,6 +27,7 @@ import (
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
 )
@@ -42,7 +43,11 @@ type Server struct {
 	audit *auditlog.Log
 	// auditRef lets the store's commit hook reach the log, which is built
 	// after the store.
-	auditRef  atomic.Pointer[auditlog.Log]
+	auditRef atomic.Pointer[auditlog.Log]
+	// notifier sends webhook notifications; notifyRef lets the store's
+	// commit hook reach it, as auditRef does the log.
+	notifier  *notify.Notifier
+	notifyRef atomic.Pointer[notify.Notifier]
 	api       *httpapi.API
 	http      *http.Server
 	ln        net.Listener
@@ -91,6 +96,9 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			if l := s.auditRef.Load(); l != nil {
 				l.Wake()
 			}
+			if n := s.notifyRef.Load(); n != nil {
+				n.Wake()
+			}
 		}})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
@@ -129,6 +137,13 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.notifier, err = notify.New(notify.Config{Webhooks: cfg.Notify, Store: notifyStore{store}, Logger: s.log,
+		PublicURL: cfg.PublicURL, Registerer: reg})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.notifyRef.Store(s.notifier)
 	s.decider = decision.New(decision.Config{
 		Store: store, Policy: s.policy.engine, Environments: cfg.Environments, Repos: cfg.Repos, Denials: cfg.Policy.Denials,
 		ApprovalTTL: cfg.Policy.ApprovalTTL, Logger: s.log, Now: s.now,
@@ -224,6 +239,7 @@ func (s *Server) Listen() (string, error) {
 	if strings.HasSuffix(s.cfg.PublicURL, ":0") {
 		s.cfg.PublicURL = url
 		s.api.SetPublicURL(url)
+		s.notifier.SetPublicURL(url)
 	}
 	return url, nil
 }
@@ -245,6 +261,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
 	g.Go(func() error { return s.audit.Run(gctx) })
+	g.Go(func() error { return s.notifier.Run(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	serveErr := make(chan error, 1)
