@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/server"
 	"github.com/writ-dev/writ/token"
@@ -175,7 +177,7 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	}
 	d.detail("without a credential: refused (missing_credential)")
 
-	if err := demoPolicy(ctx, d, self, human, run); err != nil {
+	if err := demoPolicy(ctx, d, self, human, run, key); err != nil {
 		return err
 	}
 
@@ -232,7 +234,7 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		return err
 	}
 	want := []string{writ.EventKeyRotated, writ.EventPolicyLoaded, writ.EventTokenIssued, writ.EventTriggerAccepted, writ.EventRunStarted, writ.EventTokenIssued,
-		writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventApprovalRequested,
+		writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventDecision, writ.EventApprovalRequested, writ.EventApprovalRefused,
 		writ.EventDecision, writ.EventAlert, writ.EventRunSuspended, writ.EventRunResumed, writ.EventDecision,
 		writ.EventTriggerRefused, writ.EventTriggerRefused, writ.EventRunEnded}
 	var types []string
@@ -385,7 +387,7 @@ func getJSON(ctx context.Context, url string, v any) error {
 // demoPolicy walks the run through policy: ordinary work is allowed, what
 // lies outside the trigger is denied, a protected path waits for a human,
 // and scope creep suspends the run until a human resumes it.
-func demoPolicy(ctx context.Context, d *demo, self, human *client.Client, run *client.Run) error {
+func demoPolicy(ctx context.Context, d *demo, self, human *client.Client, run *client.Run, key crypto.Signer) error {
 	d.say("The run asks policy before each action (POST /v1/decide); the embedded default bundle decides.")
 	branch := "writ/" + string(run.ID) + "/rename-logger"
 	steps := []struct {
@@ -401,6 +403,7 @@ func demoPolicy(ctx context.Context, d *demo, self, human *client.Client, run *c
 		{"push its run branch", writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Repo: "acme/api", Ref: branch, Paths: []string{"src/log.go"}}}, writ.VerdictAllow, ""},
 		{"push a CODEOWNERS change", writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Repo: "acme/api", Ref: branch, Paths: []string{"docs/CODEOWNERS"}}}, writ.VerdictApprovalRequired, "protected_path"},
 	}
+	var gate string
 	for _, st := range steps {
 		dec, err := self.Decide(ctx, &client.DecideRequest{Action: st.action, Via: "cli"})
 		if err != nil {
@@ -415,9 +418,26 @@ func demoPolicy(ctx context.Context, d *demo, self, human *client.Client, run *c
 		}
 		if dec.Approval != nil {
 			line += fmt.Sprintf(", approval %s waits for %d of %q", dec.Approval.ID, dec.Approval.Count, dec.Approval.Group)
+			gate = dec.Approval.ID
 		}
 		d.detail("%s", line)
 	}
+
+	d.say("The human who signed the trigger tries to approve its own run's gate: separation of duties.")
+	st, err := human.ApprovalStatement(ctx, gate, approval.Approve)
+	if err != nil {
+		return err
+	}
+	d.detail("the statement writ fixes for this approver and verdict: %d bytes, %s", len(st), approval.PayloadType)
+	signedSt, err := trigger.SignDSSE(st, approval.PayloadType, key)
+	if err != nil {
+		return err
+	}
+	if _, err := human.SubmitApproval(ctx, gate, approval.Approve, signedSt); writ.ErrorCode(err) != "separation_of_duties" {
+		return fmt.Errorf("demo: the trigger's signer approving its own run: want separation_of_duties, got %v", err)
+	}
+	d.detail("signed with the dev human's own key, submitted with their token: refused (separation_of_duties), and the refusal is logged")
+	d.detail("another maintainer would run: writ approvals approve %s --key THEIR.key (or --ssh-key)", gate)
 
 	d.say("After editing and building, the run asks for a production secret its trigger never named: scope creep.")
 	dec, err := self.Decide(ctx, &client.DecideRequest{Via: "cli", Action: writ.Action{Kind: writ.ActionCredential, Name: "secret",
