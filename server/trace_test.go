@@ -30,7 +30,7 @@ func TestTraceServesExactBytes(t *testing.T) {
 	if _, err := human.Transition(ctx, string(run.ID), "end", "done <now>"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := human.AuditCheckpoint(ctx, 6); err != nil {
+	if _, err := human.AuditCheckpoint(ctx, 7); err != nil { // 6 events and policy.loaded
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodGet, r.url+"/v1/trace/"+string(run.ID), nil)
