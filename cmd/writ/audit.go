@@ -127,6 +127,24 @@ func init() {
 // summary is one line about an event for people.
 func summary(ev *writ.Event) string {
 	var parts []string
+	switch ev.Type {
+	case writ.EventDecision:
+		what := ev.Action
+		if n, _ := ev.Details["name"].(string); n != "" {
+			what += " " + n
+		}
+		parts = append(parts, fmt.Sprintf("%s → %s", what, ev.Decision))
+		if rs, ok := ev.Details["reasons"].([]any); ok {
+			for _, r := range rs {
+				if m, ok := r.(map[string]any); ok {
+					parts = append(parts, fmt.Sprint(m["code"]))
+				}
+			}
+		}
+		return strings.Join(parts, " ")
+	case writ.EventApprovalGranted, writ.EventApprovalDenied:
+		return fmt.Sprintf("%s %s by %v (%v of %v)", ev.Subject, ev.Decision, ev.Details["approver"], ev.Details["approvals"], ev.Details["required"])
+	}
 	for _, k := range []string{"code", "reason", "aud", "kid", "deadline", "digest"} {
 		if v, ok := ev.Details[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s=%v", k, v))
