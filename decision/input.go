@@ -156,6 +156,12 @@ func (p *Point) input(req *Request, h *history, now time.Time) *Input {
 		cx.ToolInScope = anyMatch(run.Scope.Tools, a.Name, writ.MatchTool)
 	}
 	t := a.Target
+	// An agent's hook knows the workspace, not the repository: a push or a
+	// change of paths without a repo is about the run's repo when its
+	// scope names exactly one.
+	if t.Repo == "" && len(run.Scope.Repos) == 1 && (a.Kind == writ.ActionGitPush || a.Kind == writ.ActionGitFetch || len(t.Paths) > 0) {
+		t.Repo = run.Scope.Repos[0].Name
+	}
 	var scopeRepo *writ.RepoScope
 	if t.Repo != "" {
 		rf := &RepoFacts{Name: t.Repo, Branch: strings.TrimPrefix(t.Ref, "refs/heads/")}

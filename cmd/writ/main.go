@@ -44,6 +44,7 @@ type command struct {
 // env is what a command may touch: its streams and environment. Tests and
 // the demo run commands with their own env.
 type env struct {
+	stdin          io.Reader // nil means no input
 	stdout, stderr io.Writer
 	getenv         func(string) string
 }
@@ -64,7 +65,7 @@ func main() { os.Exit(main1()) }
 func main1() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	return runMain(ctx, e, os.Args[1:])
 }
 

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"flag"
+	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"os"
 	"path/filepath"
@@ -288,6 +290,11 @@ func runClient(e *env, dir string) (*client.Client, string, error) {
 		u = v
 	}
 	keyPEM, err := os.ReadFile(filepath.Join(dir, "dpop.key"))
+	if errors.Is(err, fs.ErrNotExist) {
+		// Beside an agent the launcher keeps only an unbound short-lived
+		// token here; its DPoP key stays with the launcher.
+		return client.New(u, tok), id, nil
+	}
 	if err != nil {
 		return nil, "", err
 	}

@@ -64,7 +64,9 @@ env_sensitive if input.context.environment.sensitive == true
 env_sensitive if cfg.environments[input.action.target.environment].sensitive == true
 
 # Names for messages.
-target_repo := object.get(input, ["action", "target", "repo"], "")
+# The repository the facts are about (Go fills it in for a hook's edit or
+# push when the run's scope names one repository), else the action's.
+target_repo := object.get(input, ["context", "repo", "name"], object.get(input, ["action", "target", "repo"], ""))
 
 repo_desc := sprintf("repository %q", [target_repo]) if {
 	target_repo != ""
@@ -256,6 +258,37 @@ approval contains ask(
 	1,
 ) if {
 	pushing
+	count(protected_changes) > 0
+}
+
+# An edit names the files it changes (a hook reports them); the same path
+# rules as a push apply, so the agent hears early what the push would meet.
+editing if {
+	action_kind == "tool"
+	action_name == "edit"
+	count(changed_paths) > 0
+}
+
+# An edit may change only the paths the run's scope covers.
+violation contains reason(
+	"path_not_in_scope",
+	sprintf("the edit changes paths outside this run's scope: %s; change only files the trigger covers (%s), or sign a trigger whose scope covers them", [concat(", ", sort(paths)), concat(", ", scope_paths)]),
+) if {
+	editing
+	paths := object.get(input, ["context", "paths", "outsideScope"], [])
+	count(paths) > 0
+}
+
+# The paths of the run's scope, for messages.
+scope_paths := [p | some r in object.get(input, ["run", "scope", "repos"], []); some p in object.get(r, "paths", [])]
+
+# An edit of protected paths (CI, CODEOWNERS, policy) waits for a human, as the push would.
+approval contains ask(
+	"protected_path",
+	sprintf("the edit changes protected paths: %s; one member of %q must approve (writ approvals approve)", [concat(", ", sort(protected_changes)), approvers]),
+	1,
+) if {
+	editing
 	count(protected_changes) > 0
 }
 

@@ -254,3 +254,50 @@ test_build_repo_not_in_scope_denied if {
 test_repo_scope_only_for_repo_actions if allowed(decide({"action": {"target": {"repo": "other/repo"}}, "context": repo_ctx(false, false)}))
 
 test_build_without_repo_not_denied if not_denied(decide({"action": {"kind": "build", "name": "go"}}), "repo_not_in_scope")
+
+# ------------------------------------------------------------------ edits
+
+edit_of(paths, outside) := {
+	"action": {"kind": "tool", "name": "edit", "target": {"paths": paths}},
+	"context": {"paths": {"changed": paths, "outsideScope": outside, "protected": []}},
+}
+
+test_edit_in_scope_allowed if {
+	r := decide(edit_of(["src/a.go"], []))
+	r.allow
+	count(r.deny) == 0
+	count(r.approval) == 0
+}
+
+test_edit_outside_scope_denied if {
+	r := decide(edit_of(["src/a.go", "Makefile"], ["Makefile"]))
+	some d in r.deny
+	d.code == "path_not_in_scope"
+	contains(d.message, "Makefile")
+	contains(d.message, "src/**")
+}
+
+test_edit_of_workflow_needs_approval if asked(decide(edit_of([".github/workflows/ci.yml"], [])), "protected_path", 1)
+
+test_edit_of_configured_protected_path_needs_approval if {
+	r := decide(object.union(edit_of(["src/x.go"], []), {"context": {"paths": {"protected": ["src/x.go"]}}}))
+	asked(r, "protected_path", 1)
+}
+
+test_edit_without_paths_is_a_tool_call if {
+	r := decide({"action": {"kind": "tool", "name": "edit", "target": {}}})
+	r.allow
+	count(r.approval) == 0
+}
+
+test_read_of_protected_path_needs_nothing if {
+	r := decide({"action": {"kind": "tool", "name": "read", "target": {"paths": [".github/workflows/ci.yml"]}}, "context": {"paths": {"changed": [".github/workflows/ci.yml"]}}})
+	count(r.approval) == 0
+}
+
+test_message_names_repo_from_context if {
+	r := decide(object.union(push, {"action": {"target": {"repo": "", "ref": "main"}}, "context": {"repo": {"branch": "main", "protected": true, "runBranch": false}}}))
+	some d in r.deny
+	d.code == "protected_branch"
+	contains(d.message, "acme/api")
+}
