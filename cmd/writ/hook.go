@@ -37,8 +37,8 @@ func init() {
 	register(&command{
 		name: "exec", args: "--tool NAME -- CMD…", summary: "ask policy about exec:NAME, run CMD if allowed, record its outcome (exit 3 denied, 4 approval pending)",
 		example: "writ exec --tool test -- go test ./...",
-		flags: func(fs *flag.FlagSet) any { return fs.String("tool", "", "the tool name: CMD runs as exec:NAME") },
-		run:   runExec,
+		flags:   func(fs *flag.FlagSet) any { return fs.String("tool", "", "the tool name: CMD runs as exec:NAME") },
+		run:     runExec,
 	})
 }
 
