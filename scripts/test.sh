@@ -19,6 +19,22 @@ step "dependencies"
 go mod download
 go mod verify
 
+step "pinned npm packages"
+# Real agents and MCP clients for the acceptance tests, installed once per
+# machine into a cache keyed by the exact versions (never per run).
+npm_pkgs="@anthropic-ai/claude-code@2.1.332"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/writ-test/npm-$(printf '%s' "$npm_pkgs" | sha256sum | cut -c1-12)"
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -x "$cache/node_modules/.bin/claude" ]; then
+    mkdir -p "$cache"
+    (cd "$cache" && npm install --no-audit --no-fund --loglevel=error $npm_pkgs)
+  fi
+  export WRIT_TEST_CLAUDE="$cache/node_modules/.bin/claude"
+  echo "claude: $("$WRIT_TEST_CLAUDE" --version 2>/dev/null || echo unavailable)"
+else
+  echo "npm not found: the tests that need real agents will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then
