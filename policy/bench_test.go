@@ -153,8 +153,11 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 }
 
-// BenchmarkEvaluateParseInput is the first step of Bundle.Eval alone:
-// turning the input JSON (history=100) into OPA's AST value.
+// BenchmarkEvaluateParseInput is the first step of Bundle.Eval alone,
+// turning the input JSON (history=100) into OPA's AST value, the way OPA's
+// own ast.ValueFromReader does it (through encoding/json's interface{}
+// tree) — writ's direct parser is BenchmarkParseInput in the package's
+// internal tests.
 func BenchmarkEvaluateParseInput(b *testing.B) {
 	in := benchInput(b, 100)
 	lat := make([]time.Duration, 0, 1<<16)

@@ -391,7 +391,7 @@ func runTests(ctx context.Context, modules map[string]*ast.Module, store storage
 // document. Every failure — bad input, an evaluation error, a timeout, an
 // undefined or mistyped result — is an error: the caller denies.
 func (b *Bundle) Eval(ctx context.Context, input []byte) (*writ.PolicyResult, error) {
-	v, err := ast.ValueFromReader(bytes.NewReader(input))
+	v, err := parseInput(input)
 	if err != nil {
 		return nil, fmt.Errorf("policy input: %w", err)
 	}
@@ -613,7 +613,7 @@ func Digest(fsys fs.FS) (string, error) {
 // rule entered, each expression evaluated, with file:line) to w, for
 // `writ policy eval --trace`.
 func (b *Bundle) Trace(ctx context.Context, input []byte, w io.Writer) error {
-	v, err := ast.ValueFromReader(bytes.NewReader(input))
+	v, err := parseInput(input)
 	if err != nil {
 		return fmt.Errorf("policy input: %w", err)
 	}
