@@ -185,7 +185,7 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	run := req.Run
 	if req.CallRef != "" && !req.DryRun {
 		if d, err := p.cfg.Store.DecisionByCallRef(ctx, run.ID, req.Via, req.CallRef); err == nil {
-			return d, nil
+			return sameCall(d, req)
 		} else if writ.ErrorKind(err) != writ.KindNotFound {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	if dup {
 		h.mu.Unlock()
 		p.Forget(run.ID)
-		return out, nil
+		return sameCall(out, req)
 	}
 	if !req.DryRun {
 		h.add(d, now, p.window())
@@ -295,6 +295,18 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 		}
 	}
 	return out, nil
+}
+
+// sameCall returns the decision recorded for a call's ref, if the call
+// asks the same action: a ref names one call, and another action under it
+// is refused rather than answered with the recorded decision.
+func sameCall(d *writ.Decision, req *Request) (*writ.Decision, error) {
+	a, _ := json.Marshal(d.Action)
+	b, _ := json.Marshal(req.Action)
+	if string(a) != string(b) {
+		return nil, writ.Errorf(writ.KindConflict, "call_ref_reused", "callRef %q was decided for another action (%s %s); a call's ref names one call", req.CallRef, d.Action.Kind, d.Action.Name)
+	}
+	return d, nil
 }
 
 // Forget drops what the point remembers of run id; the next decision

@@ -1219,3 +1219,21 @@ func TestOverloadIsNotADecision(t *testing.T) {
 		t.Fatalf("an overload recorded %d events", len(evs))
 	}
 }
+
+// TestCallRefNamesOneCall: a call's ref cannot be reused for another
+// action to get the first one's decision.
+func TestCallRefNamesOneCall(t *testing.T) {
+	f := newFixture(t)
+	f.pol.answer(&writ.PolicyResult{Allow: true}, nil)
+	req := &decision.Request{Run: f.run, Action: tool("read"), Via: "hook:copilot", CallRef: "copilot_1"}
+	if _, err := f.point.Decide(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	other := &decision.Request{Run: f.run, Action: tool("edit"), Via: "hook:copilot", CallRef: "copilot_1"}
+	if _, err := f.point.Decide(context.Background(), other); writ.ErrorCode(err) != "call_ref_reused" {
+		t.Fatalf("another action under the same ref: %v, want call_ref_reused", err)
+	}
+	if _, err := f.point.Decide(context.Background(), req); err != nil {
+		t.Fatalf("the same call again: %v", err)
+	}
+}

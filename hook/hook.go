@@ -143,6 +143,9 @@ func Parse(agent string, r io.Reader) (*Call, error) {
 		if err := json.Unmarshal(data, &in); err != nil {
 			return nil, fmt.Errorf("hook input is not the copilot hook JSON: %w", err)
 		}
+		if err := strictjson.Decode(data, &map[string]any{}); err != nil {
+			return nil, fmt.Errorf("hook input: %w", err)
+		}
 		if in.ToolName == "" {
 			return nil, errors.New("hook input has no toolName")
 		}
@@ -150,10 +153,13 @@ func Parse(agent string, r io.Reader) (*Call, error) {
 		if in.ToolArgs == "" {
 			args = json.RawMessage("{}")
 		}
-		if !json.Valid(args) {
-			return nil, errors.New("hook input's toolArgs is not a JSON string of an object")
+		if err := strictjson.Decode(args, &map[string]any{}); err != nil {
+			return nil, fmt.Errorf("hook input's toolArgs is not a JSON string of an object: %w", err)
 		}
-		sum := sha256.Sum256([]byte(strconv.FormatInt(in.Timestamp, 10) + "\x00" + in.ToolArgs))
+		// Copilot sends no call id: the ref is a hash of everything that
+		// names the call, so two different calls never share one (the
+		// server answers a known ref with the decision it recorded).
+		sum := sha256.Sum256([]byte(strconv.FormatInt(in.Timestamp, 10) + "\x00" + in.ToolName + "\x00" + in.Cwd + "\x00" + in.ToolArgs))
 		return &Call{Agent: agent, Event: PreToolUse, Tool: in.ToolName, Input: args, Cwd: in.Cwd,
 			CallRef: "copilot_" + hex.EncodeToString(sum[:16])}, nil
 	}
@@ -214,19 +220,33 @@ func Map(c *Call) Mapped {
 		a.Name = Classify(cmd)
 	case "Edit", "Write", "MultiEdit", "NotebookEdit", "apply_patch":
 		a.Name = "edit"
-		p := str("file_path")
-		if p == "" {
-			p = str("notebook_path")
+		var paths []string
+		switch {
+		case tool == "apply_patch":
+			patch := str("command")
+			if patch == "" {
+				patch = str("input")
+			}
+			if patch == "" {
+				patch = str("patch")
+			}
+			paths = patchPaths(patch)
+			if len(paths) == 0 {
+				return Mapped{Local: "deny", Reason: "apply_patch names no file writ can read (*** Add/Update/Delete File: lines), so it is denied"}
+			}
+		case str("file_path") != "":
+			paths = []string{str("file_path")}
+		case str("notebook_path") != "":
+			paths = []string{str("notebook_path")}
+		case str("path") != "":
+			paths = []string{str("path")}
 		}
-		if p == "" {
-			p = str("path")
-		}
-		if p != "" {
+		for _, p := range paths {
 			rel, ok := relative(c.Cwd, p)
 			if !ok {
 				return Mapped{Local: "deny", Reason: fmt.Sprintf("%s writes %s, outside the workspace %s: writ denies changes it cannot govern", tool, p, c.Cwd)}
 			}
-			a.Target.Paths = []string{rel}
+			a.Target.Paths = append(a.Target.Paths, rel)
 		}
 	case "Read", "Glob", "Grep", "LS", "NotebookRead":
 		a.Name = "read"
@@ -269,16 +289,57 @@ func mcpTool(name string) (server, tool string, ok bool) {
 }
 
 // relative returns p relative to the workspace cwd, or false when it
-// lies outside it.
+// lies outside it. Symbolic links are resolved (for the longest part of p
+// that exists), so a link inside the workspace that points outside it
+// does not make a write outside look like one inside.
 func relative(cwd, p string) (string, bool) {
+	if cwd == "" || !filepath.IsAbs(cwd) {
+		return "", false
+	}
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(cwd, p)
 	}
-	rel, err := filepath.Rel(filepath.Clean(cwd), filepath.Clean(p))
+	root, err := filepath.EvalSymlinks(filepath.Clean(cwd))
+	if err != nil {
+		root = filepath.Clean(cwd)
+	}
+	resolved := resolve(filepath.Clean(p))
+	rel, err := filepath.Rel(root, resolved)
 	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
 		return "", false
 	}
 	return filepath.ToSlash(rel), true
+}
+
+// resolve evaluates the symbolic links of the longest existing prefix of
+// the absolute path p and appends the rest.
+func resolve(p string) string {
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// patchPaths returns the files an apply_patch patch names.
+func patchPaths(patch string) []string {
+	var out []string
+	for _, line := range strings.Split(patch, "\n") {
+		line = strings.TrimSpace(line)
+		for _, prefix := range []string{"*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: "} {
+			if p, ok := strings.CutPrefix(line, prefix); ok && strings.TrimSpace(p) != "" {
+				out = append(out, strings.TrimSpace(p))
+			}
+		}
+	}
+	return out
 }
 
 // Answer is what the adapter tells the agent.

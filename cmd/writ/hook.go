@@ -46,8 +46,9 @@ func init() {
 // protocol: exit 2 with a message for Claude Code and Codex (exit 1 would
 // let the tool run), a deny answer for Copilot (which honours only deny).
 func runHook(ctx context.Context, e *env, agent string) error {
+	consequence := " — the tool call is blocked"
 	fail := func(err error) error {
-		msg := "writ hook: " + err.Error() + " — the tool call is blocked"
+		msg := "writ hook: " + err.Error() + consequence
 		if agent == hook.Copilot {
 			if werr := hook.Write(e.stdout, agent, hook.Answer{Reason: msg}); werr == nil {
 				return nil
@@ -62,6 +63,9 @@ func runHook(ctx context.Context, e *env, agent string) error {
 	c, err := hook.Parse(agent, e.stdin)
 	if err != nil {
 		return fail(err)
+	}
+	if c.Event == hook.PostToolUse {
+		consequence = " — the tool's outcome was not recorded"
 	}
 	dir := e.getenv("WRIT_RUN_DIR")
 	if dir == "" {
