@@ -72,6 +72,19 @@
 #   POLICY_C="16 64" ...         # step k: saturation, concurrent clients (the default)
 #   POLICY_SECONDS=10 ...        # step k: seconds measured per load (after 1 s warm-up)
 #   POLICY_COUNT=1 ...           # step k: -count for the in-process benchmarks (default 3, medians reported)
+#
+#   l. hook adapters: `writ hook claude-code` as Claude Code runs it, one
+#      process per tool call with its decision, against a writ dev server in
+#      the benchmark's process (go test -bench HookProcess ./cmd/writ, the
+#      writ binary of bench/out), beside the same POST /v1/decide from the
+#      benchmark (new connection, keep-alive) and by curl, `writ version`, a
+#      minimal Go program and /bin/true; the PostToolUse hook, the hook with
+#      a DPoP key and with writ down; the package inits of `writ version`
+#      (GODEBUG=inittrace=1).
+#
+#   ONLY=hook bench/run.sh       # step l alone (about 1 minute)
+#   HOOK_N=300 ...               # step l: calls per case (-benchtime Nx)
+#   HOOK_COUNT=3 ...             # step l: -count (medians reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -752,6 +765,60 @@ policy_summary() {
   printf '  load average (1, 5, 15 min) before step k: %s; after: %s\n' "$(cat "$RES/policy-load-before.txt")" "$(cat "$RES/policy-load-after.txt")"
 }
 
+# ---- l. hook adapters ----------------------------------------------------------
+# Defined before the other steps so that ONLY=hook runs it alone.
+
+HOOK_N=${HOOK_N:-300}
+HOOK_COUNT=${HOOK_COUNT:-3}
+
+hook_step() {
+  step "l. hook adapters: writ hook claude-code per process, beside POST /v1/decide, curl and process start"
+  go build -o "$OUT/writ" ./cmd/writ
+  cut -d' ' -f1-3 /proc/loadavg >"$RES/hook-load-before.txt"
+  WRIT_TEST_WRIT_BIN=$OUT/writ go test -run='^$' -bench=HookProcess -benchtime="${HOOK_N}x" -count="$HOOK_COUNT" ./cmd/writ |
+    tee "$RES/hook.txt" >&2
+  GODEBUG=inittrace=1 "$OUT/writ" version 2>"$RES/hook-inittrace.txt" >/dev/null
+  cut -d' ' -f1-3 /proc/loadavg >"$RES/hook-load-after.txt"
+}
+
+hook_summary() {
+  local f=$RES/hook.txt c
+  hk() { median_of "$f" "BenchmarkHookProcess/$1" "$2"; }
+  hk_sub() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "?" && b != "?") printf "%.2f", a-b; else print "?"}'; }
+  echo "hook adapters: one process per tool call, as Claude Code runs it (go test -bench HookProcess ./cmd/writ; $HOOK_N calls per case, median of $HOOK_COUNT)"
+  printf '  %-24s %8s %8s %11s\n' case p50_ms p99_ms cpu_p50_ms
+  for c in pre pre-dpop post pre-writ-down decide-http-new-conn decide-http-keepalive decide-curl writ-version go-hello true; do
+    printf '  %-24s %8s %8s %11s\n' "$c" "$(hk "$c" p50-ms)" "$(hk "$c" p99-ms)" "$(hk "$c" cpu-p50-ms | sed 's/^?$/-/')"
+  done
+  echo "  (cpu_p50_ms: user + system CPU of the process, its threads together; - for the requests made in process)"
+  printf '  the decision, pre - pre-writ-down: %s ms p50 (POST /v1/decide alone, new connection: %s ms)\n' \
+    "$(hk_sub "$(hk pre p50-ms)" "$(hk pre-writ-down p50-ms)")" "$(hk decide-http-new-conn p50-ms)"
+  printf '  the writ binary over a minimal Go program, writ-version - go-hello: %s ms p50\n' \
+    "$(hk_sub "$(hk writ-version p50-ms)" "$(hk go-hello p50-ms)")"
+  printf '  goal p50 < 15 ms for pre: %s\n' "$(awk -v a="$(hk pre p50-ms)" 'BEGIN {print (a != "?" && a < 15) ? "met" : "NOT met"}')"
+  awk '$1 == "init" {ms += $5; n++; if ($2 == "main") at = $3}
+    END {printf "  package init of writ version (GODEBUG=inittrace=1, one run): %.2f ms of clock in %d packages; main.init at %s ms\n", ms, n, substr(at, 2)}' \
+    "$RES/hook-inittrace.txt"
+  awk '$1 == "init" {print $5, $2}' "$RES/hook-inittrace.txt" | sort -rn | head -6 |
+    awk '{printf "    %6.2f ms  %s\n", $1, $2}'
+  printf '  load average (1, 5, 15 min) before step l: %s; after: %s\n' "$(cat "$RES/hook-load-before.txt")" "$(cat "$RES/hook-load-after.txt")"
+}
+
+if [ "${ONLY:-}" = hook ]; then
+  hook_step
+  {
+    echo
+    echo "== summary (ONLY=hook)"
+    cat "$RES/machine.txt"
+    echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (after the run)"
+    echo
+    hook_summary
+    echo
+    echo "raw results in $RES"
+  } | tee "$RES/summary.txt"
+  exit 0
+fi
+
 if [ "${ONLY:-}" = policy ]; then
   policy_step
   {
@@ -924,6 +991,8 @@ audit_step
 
 policy_step
 
+hook_step
+
 # ---- summary ----------------------------------------------------------------
 ns_of() { awk -v b="$1" '$1 ~ "^"b"(-[0-9]+)?$" {for (i=2;i<=NF;i++) if ($(i+1)=="ns/op") {print $i; exit}}' "$RES/verify.txt"; }
 per_s() { awk -v ns="$1" 'BEGIN {if (ns > 0) printf "%.0f", 1e9/ns; else print "?"}'; }
@@ -1013,6 +1082,8 @@ mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k/1024}'; }
   audit_summary
   echo
   policy_summary
+  echo
+  hook_summary
   echo
   echo "raw results in $RES"
 } | tee "$RES/summary.txt"

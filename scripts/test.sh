@@ -25,11 +25,14 @@ step "pinned npm packages"
 npm_pkgs="@anthropic-ai/claude-code@2.1.332"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/writ-test/npm-$(printf '%s' "$npm_pkgs" | sha256sum | cut -c1-12)"
 if command -v npm >/dev/null 2>&1; then
-  if [ ! -x "$cache/node_modules/.bin/claude" ]; then
+  claude="$cache/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+  if [ ! -x "$claude" ]; then
     mkdir -p "$cache"
     (cd "$cache" && npm install --no-audit --no-fund --loglevel=error $npm_pkgs)
   fi
-  export WRIT_TEST_CLAUDE="$cache/node_modules/.bin/claude"
+  # The package's postinstall puts its native binary here (npm links
+  # node_modules/.bin/claude to it).
+  export WRIT_TEST_CLAUDE="$claude"
   echo "claude: $("$WRIT_TEST_CLAUDE" --version 2>/dev/null || echo unavailable)"
 else
   echo "npm not found: the tests that need real agents will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"

@@ -24,7 +24,7 @@ func (db *DB) RecordDecision(ctx context.Context, rec *writ.DecisionRecord) (out
 	err = db.write(ctx, func(tx *wtx) error {
 		if d.CallRef != "" && !d.DryRun {
 			var body []byte
-			err := tx.queryRow("SELECT body FROM decisions WHERE run = ? AND via = ? AND call_ref = ? AND dry_run = 0",
+			err := tx.queryRow("SELECT body FROM decisions WHERE run = ? AND via = ? AND call_ref = ? AND call_ref <> '' AND dry_run = 0",
 				string(d.Run), d.Via, d.CallRef).Scan(&body)
 			if err == nil {
 				var prev writ.Decision
@@ -106,10 +106,16 @@ func (db *DB) GetDecision(ctx context.Context, id string) (*writ.Decision, error
 	return db.oneDecision(ctx, "SELECT body, outcome FROM decisions WHERE id = ?", id)
 }
 
+// decisionByCallRef finds a call's decision. "call_ref <> ”" repeats the
+// partial index's condition, without which SQLite cannot use the index and
+// walks every decision of the run (hook decisions then slow down as a run
+// accumulates them).
+const decisionByCallRef = "SELECT body, outcome FROM decisions WHERE run = ? AND via = ? AND call_ref = ? AND call_ref <> '' AND dry_run = 0"
+
 // DecisionByCallRef returns the non-dry-run decision of run for (via,
 // callRef).
 func (db *DB) DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error) {
-	return db.oneDecision(ctx, "SELECT body, outcome FROM decisions WHERE run = ? AND via = ? AND call_ref = ? AND dry_run = 0", string(run), via, callRef)
+	return db.oneDecision(ctx, decisionByCallRef, string(run), via, callRef)
 }
 
 func (db *DB) oneDecision(ctx context.Context, q string, args ...any) (*writ.Decision, error) {
