@@ -194,3 +194,62 @@ func MatchAnyName(pats []string, name string) bool {
 	}
 	return false
 }
+
+// Within lists every item of s that lies outside parent, each as
+// "kind:item", for a child run's scope (DESIGN.md §4.4: a child's scope is
+// a subset of its parent's). A repo must be one the parent names, with the
+// same base branch, writable only if the parent's is, and every path
+// covered by the parent's paths for it (no paths means the whole repo).
+// The duration is checked separately, as a deadline.
+func (s *Scope) Within(parent *Scope) []string {
+	var out []string
+	for _, r := range s.Repos {
+		var p *RepoScope
+		for i := range parent.Repos {
+			if parent.Repos[i].Name == r.Name {
+				p = &parent.Repos[i]
+			}
+		}
+		switch {
+		case p == nil:
+			out = append(out, "repo:"+r.Name)
+			continue
+		case r.Base != p.Base:
+			out = append(out, "repo:"+r.Name+"@"+r.Base)
+		case r.Write && !p.Write:
+			out = append(out, "repo:"+r.Name+":write")
+		}
+		if len(p.Paths) == 0 {
+			continue
+		}
+		if len(r.Paths) == 0 {
+			out = append(out, "path:"+r.Name+":**")
+		}
+		for _, path := range r.Paths {
+			if !anyCovers(p.Paths, path, PathCovers) {
+				out = append(out, "path:"+r.Name+":"+path)
+			}
+		}
+	}
+	for _, t := range s.Tools {
+		if !anyCovers(parent.Tools, t, ToolCovers) {
+			out = append(out, "tool:"+t)
+		}
+	}
+	for _, h := range s.Hosts {
+		if !anyCovers(parent.Hosts, h, HostCovers) {
+			out = append(out, "host:"+h)
+		}
+	}
+	for _, e := range s.Environments {
+		if !anyCovers(parent.Environments, e, PathCovers) {
+			out = append(out, "environment:"+e)
+		}
+	}
+	for _, sec := range s.Secrets {
+		if !anyCovers(parent.Secrets, sec, PathCovers) {
+			out = append(out, "secret:"+sec)
+		}
+	}
+	return out
+}

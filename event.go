@@ -15,6 +15,8 @@ const (
 	EventRunEnded        = "run.ended"
 	EventRunKilled       = "run.killed"
 	EventRunExpired      = "run.expired"
+	EventRunDelegated    = "run.delegated"
+	EventReviewRecorded  = "review.recorded"
 	EventTokenIssued     = "token.issued"
 	EventAlert           = "alert"
 	EventKeyRotated      = "key.rotated"

@@ -85,6 +85,15 @@ type Run struct {
 	EndReason     string    `json:"endReason,omitempty"`
 	Parent        RunID     `json:"parent,omitempty"`
 	Depth         int       `json:"depth"`
+	// Chain names the run's ancestors, its parent first: the delegation
+	// chain its tokens carry as RFC 8693 act claims and policy sees.
+	Chain []ChainLink `json:"chain,omitempty"`
+}
+
+// ChainLink is one ancestor of a delegated run.
+type ChainLink struct {
+	Run   RunID  `json:"run"`
+	Agent string `json:"agent"`
 }
 
 // SPIFFEID returns the run's workload identity in trust domain td:

@@ -413,7 +413,7 @@ func TestInputRun(t *testing.T) {
 		Run: decision.RunInput{
 			ID: f.run.ID, Agent: "refactor-bot", Profile: "refactor", Issuer: "alice", Ticket: f.run.Ticket,
 			Scope: f.run.Scope, ScopeDigest: f.run.ScopeDigest, TriggerDigest: f.run.TriggerDigest,
-			Deadline: t0.Add(25 * time.Minute), State: writ.RunActive, BranchPrefix: "writ/" + string(f.run.ID) + "/",
+			Deadline: t0.Add(25 * time.Minute), State: writ.RunActive, BranchPrefix: "writ/" + string(f.run.ID) + "/", Chain: []writ.ChainLink{},
 		},
 		History: decision.HistoryInput{Actions: []writ.HistoryEntry{}, Allowed: map[string]bool{}},
 		Context: decision.ContextInput{Time: t0, Hour: 20, Weekday: "Wednesday", RemainingSeconds: 1500, ToolInScope: true,

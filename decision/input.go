@@ -38,6 +38,8 @@ type RunInput struct {
 	Deadline      time.Time     `json:"deadline"`
 	State         writ.RunState `json:"state"`
 	BranchPrefix  string        `json:"branchPrefix"`
+	// Chain names the run's ancestors, parent first.
+	Chain []writ.ChainLink `json:"chain"`
 }
 
 // HistoryInput is the run's history as policy sees it.
@@ -111,7 +113,7 @@ func (p *Point) input(req *Request, h *history, now time.Time) *Input {
 		Run: RunInput{
 			ID: run.ID, Agent: run.Agent, Profile: run.Profile, Issuer: run.Issuer, Ticket: run.Ticket, Scope: run.Scope,
 			ScopeDigest: run.ScopeDigest, TriggerDigest: run.TriggerDigest, Depth: run.Depth, Parent: run.Parent,
-			Deadline: run.Deadline.UTC(), State: run.State, BranchPrefix: BranchPrefix(run.ID),
+			Deadline: run.Deadline.UTC(), State: run.State, BranchPrefix: BranchPrefix(run.ID), Chain: run.Chain,
 		},
 	}
 	if h.suspended && in.Run.State == writ.RunActive {
@@ -124,6 +126,9 @@ func (p *Point) input(req *Request, h *history, now time.Time) *Input {
 	in.Run.Scope.Environments, in.Run.Scope.Secrets = nonNil(in.Run.Scope.Environments), nonNil(in.Run.Scope.Secrets)
 	if in.Run.Scope.Repos == nil {
 		in.Run.Scope.Repos = []writ.RepoScope{}
+	}
+	if in.Run.Chain == nil {
+		in.Run.Chain = []writ.ChainLink{}
 	}
 
 	// History.
@@ -344,6 +349,24 @@ func (p *Point) events(d *writ.Decision, res *writ.PolicyResult, apr *writ.Appro
 			Details: map[string]any{"decision": d.ID, "subjectKind": apr.SubjectKind, "subjectDigest": apr.SubjectDigest,
 				"subject": apr.Subject, "group": apr.Group, "count": apr.Count, "expiresAt": apr.ExpiresAt,
 				"triggerDigest": apr.TriggerDigest, "policyDigest": apr.PolicyDigest}})
+	}
+	if d.Action.Kind == writ.ActionReview && d.Verdict == writ.VerdictAllow && !d.DryRun {
+		// An agent's review is on the record for policy and people to read;
+		// it is the agent's say, and never a human's approval.
+		var args struct {
+			Verdict string `json:"verdict"`
+			Summary string `json:"summary"`
+		}
+		_ = json.Unmarshal(d.Action.Args, &args)
+		details := map[string]any{"decision": d.ID, "verdict": args.Verdict, "writtenByAgent": true}
+		if tgt := d.Action.Target; !isZeroTarget(tgt) {
+			details["target"] = tgt
+		}
+		if len(args.Summary) > 0 {
+			sum := sha256.Sum256([]byte(args.Summary))
+			details["summaryDigest"] = "sha256:" + hex.EncodeToString(sum[:])
+		}
+		evs = append(evs, &writ.Event{Type: writ.EventReviewRecorded, Run: d.Run, Actor: d.Actor, Subject: d.ID, Details: details})
 	}
 	for _, msg := range d.Alerts {
 		if d.DryRun {

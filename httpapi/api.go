@@ -36,6 +36,8 @@ type Store interface {
 	UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time) error
 	AppendEvent(ctx context.Context, ev *writ.Event) error
 	DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error)
+	CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ.Event) error
+	Descendants(ctx context.Context, id writ.RunID) ([]writ.RunID, error)
 	RecordOutcome(ctx context.Context, run writ.RunID, id string, o *writ.Outcome, ev *writ.Event) error
 }
 
@@ -66,6 +68,8 @@ type Config struct {
 	Registry       *prometheus.Registry // metrics are registered here; nil makes a private one
 	// Decider is the policy decision point behind /v1/decide.
 	Decider Decider
+	// MaxDepth is how deep delegation may go (a top-level run is at 0).
+	MaxDepth int
 	// Approvals resolves approval requests; ApprovalStore reads them.
 	Approvals     Approvals
 	ApprovalStore ApprovalStore
@@ -138,6 +142,7 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
 	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive, true)))
 	a.route("POST /v1/runs/{id}/token", a.auth(ownRun, a.mintToken))
+	a.route("POST /v1/runs/{id}/delegate", a.auth(ownRun, a.delegate))
 
 	a.route("POST /v1/decide", a.auth(humans|tokenRun, a.decide))
 	a.route("POST /v1/decisions/{id}/outcome", a.auth(tokenRun, a.decisionOutcome))

@@ -49,7 +49,7 @@ func (a *API) mint(run *writ.Run, audience, jkt string, ttl time.Duration, now t
 		Issuer: a.cfg.PublicURL, Subject: run.SPIFFEID(a.cfg.TrustDomain), Audience: audience,
 		IssuedAt: now, NotBefore: now, Expiry: exp,
 		Run: string(run.ID), Agent: run.Agent, Profile: run.Profile, Ticket: run.Ticket.System + ":" + run.Ticket.ID,
-		JKT: jkt,
+		JKT: jkt, Act: actChain(run, a.cfg.TrustDomain),
 	}
 	raw, err := a.cfg.Identity.Current().Mint(c)
 	if err != nil {

@@ -70,10 +70,35 @@ func (c *runCache) forget(id writ.RunID) {
 // RunChanged tells the API that run id changed state outside it (the
 // expiry loop, another replica), so its next request re-reads the run.
 func (a *API) RunChanged(id writ.RunID) {
+	a.forgetRun(id)
+	// A change cascades to the run's descendants (sqlstore does it in the
+	// same transaction): their cached states are stale too.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kids, err := a.cfg.Store.Descendants(ctx, id)
+	if err != nil {
+		// Without the list, drop everything: a stale "active" must not
+		// outlive a kill.
+		a.runs.forgetAll()
+		return
+	}
+	for _, k := range kids {
+		a.forgetRun(k)
+	}
+}
+
+func (a *API) forgetRun(id writ.RunID) {
 	a.runs.forget(id)
 	if a.cfg.Decider != nil {
 		a.cfg.Decider.Forget(id)
 	}
+}
+
+func (c *runCache) forgetAll() {
+	c.mu.Lock()
+	clear(c.m)
+	c.gen++
+	c.mu.Unlock()
 }
 
 // SetPublicURL sets the public URL once the server knows the address it

@@ -130,6 +130,7 @@ type fileTriggers struct {
 
 type fileRunsConfig struct {
 	ExpiryInterval writ.Duration `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
+	MaxDepth       *int          `json:"maxDepth"`       // how deep delegation may go; default 3
 }
 
 // Config is the typed configuration of a writ server, built from a file by
@@ -160,6 +161,7 @@ type Config struct {
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
 	ExpiryInterval     time.Duration
+	MaxDepth           int
 
 	// Path is the file the config was loaded from, if any.
 	Path string
@@ -202,6 +204,7 @@ func DefaultConfig() Config {
 		TriggerLeeway:      60 * time.Second,
 		TriggerMaxLifetime: 24 * time.Hour,
 		ExpiryInterval:     time.Second,
+		MaxDepth:           3,
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
 			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
@@ -262,6 +265,9 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	}
 	if fc.Runs.ExpiryInterval != 0 {
 		cfg.ExpiryInterval = fc.Runs.ExpiryInterval.D()
+	}
+	if fc.Runs.MaxDepth != nil {
+		cfg.MaxDepth = *fc.Runs.MaxDepth
 	}
 	cfg.Audiences = fc.Identity.Audiences
 	for _, s := range fc.Signers {
@@ -371,6 +377,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TriggerMaxLifetime <= 0 || c.TriggerMaxLifetime > 7*24*time.Hour {
 		return fmt.Errorf("triggers.maxLifetime %v: must be positive and at most 168h", c.TriggerMaxLifetime)
+	}
+	if c.MaxDepth < 0 || c.MaxDepth > 16 {
+		return fmt.Errorf("runs.maxDepth %d: must be between 0 (no delegation) and 16", c.MaxDepth)
 	}
 	if c.ExpiryInterval <= 0 || c.ExpiryInterval > time.Minute {
 		return fmt.Errorf("runs.expiryInterval %v: must be positive and at most 1m", c.ExpiryInterval)

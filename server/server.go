@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		sensitive[e.Name] = e.Sensitive
 	}
 	s.api = httpapi.New(httpapi.Config{
-		Decider: s.decider, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
+		Decider: s.decider, MaxDepth: cfg.MaxDepth, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
 		Audit: s.audit, AuditStore: store, Tiles: s.audit, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",

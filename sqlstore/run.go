@@ -20,7 +20,7 @@ const (
 
 // runCols are the columns of runs in the order scanRun reads them.
 const runCols = `id, agent, profile, ticket_system, ticket_id, ticket_url, task, scope, scope_digest,
-	trigger_id, trigger_digest, issuer, signer_key, state, created_at, deadline, ended_at, end_reason, parent, depth`
+	trigger_id, trigger_digest, issuer, signer_key, state, created_at, deadline, ended_at, end_reason, parent, depth, chain`
 
 // liveStates is the SQL list of the states a run can still leave.
 const liveStates = "('active', 'suspended')"
@@ -32,12 +32,13 @@ func scanRun(s scanner) (*writ.Run, error) {
 		r                 writ.Run
 		id, parent        sql.NullString
 		scope, state      string
+		chain             string
 		created, deadline int64
 		ended             sql.NullInt64
 	)
 	err := s.Scan(&id, &r.Agent, &r.Profile, &r.Ticket.System, &r.Ticket.ID, &r.Ticket.URL, &r.Task,
 		&scope, &r.ScopeDigest, &r.TriggerID, &r.TriggerDigest, &r.Issuer, &r.SignerKey, &state,
-		&created, &deadline, &ended, &r.EndReason, &parent, &r.Depth)
+		&created, &deadline, &ended, &r.EndReason, &parent, &r.Depth, &chain)
 	if err != nil {
 		return nil, err
 	}
@@ -49,6 +50,11 @@ func scanRun(s scanner) (*writ.Run, error) {
 	r.EndedAt = decOptTime(ended)
 	if err := json.Unmarshal([]byte(scope), &r.Scope); err != nil {
 		return nil, fmt.Errorf("sqlstore: run %s: scope: %w", r.ID, err)
+	}
+	if chain != "" && chain != "[]" {
+		if err := json.Unmarshal([]byte(chain), &r.Chain); err != nil {
+			return nil, fmt.Errorf("sqlstore: run %s: chain: %w", r.ID, err)
+		}
 	}
 	return &r, nil
 }
@@ -166,15 +172,8 @@ func (db *DB) CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRec
 				return fmt.Errorf("sqlstore: look up parent run: %w", err)
 			}
 		}
-		_, err = tx.exec("INSERT INTO runs ("+runCols+") VALUES ("+placeholders(20)+")",
-			string(run.ID), run.Agent, run.Profile, run.Ticket.System, run.Ticket.ID, run.Ticket.URL, run.Task,
-			string(scope), run.ScopeDigest, run.TriggerID, run.TriggerDigest, run.Issuer, run.SignerKey,
-			string(run.State), created, deadline, nil, run.EndReason, parent, run.Depth)
-		if err != nil {
-			if tx.db.d.uniqueViolation(err) {
-				return writ.Errorf(writ.KindConflict, "run_exists", "run %s already exists", run.ID)
-			}
-			return fmt.Errorf("sqlstore: insert run: %w", err)
+		if err := tx.insertRun(run, created, deadline, parent, scope); err != nil {
+			return err
 		}
 		for _, ev := range events {
 			if ev.Run == "" {
@@ -188,6 +187,112 @@ func (db *DB) CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRec
 		return nil
 	})
 }
+
+func (tx *wtx) insertRun(run *writ.Run, created, deadline int64, parent any, scope []byte) error {
+	chain := []byte("[]")
+	if len(run.Chain) > 0 {
+		var err error
+		if chain, err = json.Marshal(run.Chain); err != nil {
+			return err
+		}
+	}
+	_, err := tx.exec("INSERT INTO runs ("+runCols+") VALUES ("+placeholders(21)+")",
+		string(run.ID), run.Agent, run.Profile, run.Ticket.System, run.Ticket.ID, run.Ticket.URL, run.Task,
+		string(scope), run.ScopeDigest, run.TriggerID, run.TriggerDigest, run.Issuer, run.SignerKey,
+		string(run.State), created, deadline, nil, run.EndReason, parent, run.Depth, string(chain))
+	if err != nil {
+		if tx.db.d.uniqueViolation(err) {
+			return writ.Errorf(writ.KindConflict, "run_exists", "run %s already exists", run.ID)
+		}
+		return fmt.Errorf("sqlstore: insert run: %w", err)
+	}
+	return nil
+}
+
+// CreateChildRun stores a run delegated by run.Parent, with events, in one
+// transaction. The parent must still be active, the child's deadline no
+// later than the parent's, and its depth the parent's + 1: checked here,
+// at the commit, so a parent killed meanwhile gets no child.
+func (db *DB) CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ.Event) error {
+	if run == nil || run.Parent == "" {
+		return errors.New("sqlstore: CreateChildRun: a child run names its parent")
+	}
+	if len(events) == 0 {
+		return errors.New("sqlstore: CreateChildRun: no event (every change is recorded by one)")
+	}
+	for _, ev := range events {
+		if err := checkEvent("CreateChildRun", ev); err != nil {
+			return err
+		}
+	}
+	if _, err := writ.ParseRunID(string(run.ID)); err != nil {
+		return err
+	}
+	scope, err := json.Marshal(run.Scope)
+	if err != nil {
+		return err
+	}
+	deadline, err := encTime("deadline", run.Deadline)
+	if err != nil {
+		return err
+	}
+	return db.write(ctx, func(tx *wtx) error {
+		p, err := scanRun(tx.queryRow("SELECT "+runCols+" FROM runs WHERE id = ?", string(run.Parent)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return writ.Errorf(writ.KindNotFound, "run_not_found", "parent run %s not found", run.Parent)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: get parent run: %w", err)
+		}
+		switch {
+		case p.State != writ.RunActive || !tx.now.Before(p.Deadline):
+			return writ.Errorf(writ.KindConflict, "parent_not_active", "run %s is %s: it delegates nothing", p.ID, p.State)
+		case run.Deadline.After(p.Deadline):
+			return writ.Errorf(writ.KindInvalid, "deadline_after_parent", "the child's deadline %s is after its parent's %s",
+				run.Deadline.Format(time.RFC3339), p.Deadline.Format(time.RFC3339))
+		case run.Depth != p.Depth+1:
+			return writ.Errorf(writ.KindInvalid, "invalid_run", "a child of a run at depth %d is at depth %d", p.Depth, p.Depth+1)
+		}
+		run.CreatedAt = tx.now
+		run.State = writ.RunActive
+		if err := tx.insertRun(run, tx.now.UnixNano(), deadline, string(run.Parent), scope); err != nil {
+			return err
+		}
+		for _, ev := range events {
+			if ev.Run == "" {
+				ev.Run = run.ID
+			}
+			if err := tx.appendEvent(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Descendants returns every run below id (children, their children, …).
+func (db *DB) Descendants(ctx context.Context, id writ.RunID) ([]writ.RunID, error) {
+	rows, err := db.rdb.QueryContext(ctx, db.d.q(descendantsQuery), string(id))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: descendants: %w", err)
+	}
+	defer rows.Close()
+	var out []writ.RunID
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, writ.RunID(s))
+	}
+	return out, rows.Err()
+}
+
+// descendantsQuery lists a run's descendants, nearest first.
+const descendantsQuery = `WITH RECURSIVE d(id, depth) AS (
+	SELECT id, 1 FROM runs WHERE parent = ?
+	UNION ALL SELECT r.id, d.depth + 1 FROM runs r JOIN d ON r.parent = d.id WHERE d.depth < 64
+) SELECT id FROM d ORDER BY depth, id`
 
 // GetRun returns the run with the given id, or a [writ.Error] with
 // KindNotFound and code "run_not_found".
@@ -331,7 +436,60 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 	if err := tx.appendEvent(ev); err != nil {
 		return nil, err
 	}
+	if to.Final() || to == writ.RunSuspended {
+		if err := tx.cascade(id, to); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// cascade moves every live descendant of run id to state to (ended,
+// killed, expired or suspended), each with its own event: a delegated run
+// never outlives, nor outruns, the run it came from.
+func (tx *wtx) cascade(id writ.RunID, to writ.RunState) error {
+	rows, err := tx.query(descendantsQuery, string(id))
+	if err != nil {
+		return fmt.Errorf("sqlstore: cascade: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return err
+		}
+		ids = append(ids, s)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	from := "('active', 'suspended')"
+	if to == writ.RunSuspended {
+		from = "('active')"
+	}
+	reason := fmt.Sprintf("%s with its ancestor %s", to, id)
+	for _, c := range ids {
+		var res sql.Result
+		if to.Final() {
+			res, err = tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state IN "+from,
+				string(to), tx.now.UnixNano(), reason, c)
+		} else {
+			res, err = tx.exec("UPDATE runs SET state = ? WHERE id = ? AND state IN "+from, string(to), c)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: cascade: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue // already in a final (or, for a suspension, a non-active) state
+		}
+		ev := &writ.Event{Type: to.EventType(), Run: writ.RunID(c), Actor: writ.ActorSystem, Subject: string(id),
+			Details: map[string]any{"reason": reason, "cascadeFrom": string(id)}}
+		if err := tx.appendEvent(ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ExpireRuns moves every active or suspended run whose deadline is at or

@@ -23,8 +23,8 @@ import (
 )
 
 type runStartOpts struct {
-	trigger, runDir string
-	json            bool
+	trigger, runDir, delegateFrom, request string
+	json                                   bool
 }
 
 type runListOpts struct {
@@ -47,12 +47,20 @@ func init() {
 			fs.StringVar(&o.trigger, "trigger", "", "signed trigger file (DSSE envelope or payload+sshsig JSON); - for stdin")
 			fs.StringVar(&o.runDir, "run-dir", "", "where to keep the run's token and DPoP key (default $XDG_STATE_HOME/writ/runs/RUN)")
 			fs.BoolVar(&o.json, "json", false, "print the whole run as JSON (without its token)")
+			fs.StringVar(&o.delegateFrom, "delegate-from", "", "start a child of this run instead (WRIT_RUN_DIR holds its credentials); with --request FILE")
+			fs.StringVar(&o.request, "request", "", "with --delegate-from: the child's agent, profile, scope, task (JSON); see writ run delegate")
 			return o
 		},
 		run: func(ctx context.Context, e *env, opts any, args []string) error {
 			o := opts.(*runStartOpts)
+			if o.delegateFrom != "" {
+				if o.trigger != "" || o.request == "" || len(args) > 0 {
+					return usagef("run start --delegate-from RUN needs --request FILE, and no --trigger")
+				}
+				return runDelegate(ctx, e, &delegateOpts{request: o.request, runDir: o.runDir, asJSON: o.json}, []string{o.delegateFrom})
+			}
 			if o.trigger == "" || len(args) > 0 {
-				return usagef("run start needs --trigger FILE and no arguments")
+				return usagef("run start needs --trigger FILE (or --delegate-from RUN) and no arguments")
 			}
 			body, err := readInput(o.trigger)
 			if err != nil {

@@ -40,7 +40,7 @@ allowable := [
 	fetch,
 	push,
 	git_cred("read"),
-	{"action": {"kind": "delegate", "name": "refactor-bot"}},
+	{"action": {"kind": "delegate", "name": "refactor-bot", "args": {"profile": "refactor"}}},
 	{"action": {"kind": "build", "name": "go"}},
 ]
 

@@ -67,6 +67,26 @@ violation contains reason(
 	action_kind == "delegate"
 }
 
+# Which profiles a run may hand work to: the same profile, or a review of
+# its work (writ checks in Go that the child's scope only narrows).
+child_profiles := {"refactor": {"refactor", "review"}, "release": {"release", "review"}}
+
+child_profile := object.get(input, ["action", "args", "profile"], "")
+
+child_profile_allowed if child_profile == run_profile
+
+child_profile_allowed if child_profile in object.get(child_profiles, run_profile, set())
+
+# A run delegates only to the profiles its own profile may hand work to.
+violation contains reason(
+	"delegation_not_allowed",
+	sprintf("a %s run may delegate to profiles %v, not %q", [run_profile, sort(array.concat([run_profile], [p | some p in object.get(child_profiles, run_profile, set()); p != run_profile])), child_profile]),
+) if {
+	action_kind == "delegate"
+	not profile_review
+	not child_profile_allowed
+}
+
 # Delegation is allowed for every profile but review (limits.rego caps the children).
 allow if {
 	usable

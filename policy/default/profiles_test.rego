@@ -81,13 +81,13 @@ test_refactor_not_read_only if {
 
 # ------------------------------------------------------ delegate, review
 
-delegate := {"action": {"kind": "delegate", "name": "refactor-bot"}}
+delegate := {"action": {"kind": "delegate", "name": "refactor-bot", "args": {"agent": "refactor-bot", "profile": "refactor"}}}
 
 review := {"action": {"kind": "review", "name": "acme/api"}}
 
 test_delegate_allowed if allowed(decide(delegate))
 
-test_delegate_allowed_for_generic if allowed(decide(as_profile("docs", delegate)))
+test_delegate_allowed_for_generic if allowed(decide(as_profile("docs", delegate_to("docs"))))
 
 test_review_delegate_denied if {
 	r := decide(as_profile("review", delegate))
@@ -255,4 +255,33 @@ test_release_approvals_only_for_releases if {
 	count(decide(release_to("production", true, true)).approval) == 0
 	allowed(decide(as_profile("release", object.union(release_to("production", true, true), {"action": {"kind": "build"}}))))
 	allowed(decide(as_profile("release", object.union(release_to("staging", true, false), {"action": {"kind": "build"}}))))
+}
+
+# ------------------------------------------------------------- delegation
+
+delegate_to(profile) := {"action": {"kind": "delegate", "name": "review-bot", "args": {"agent": "review-bot", "profile": profile}}}
+
+test_refactor_delegates_a_review if {
+	r := decide(delegate_to("review"))
+	r.allow
+	count(r.deny) == 0
+}
+
+test_refactor_delegates_refactor if decide(delegate_to("refactor")).allow
+
+test_refactor_may_not_delegate_a_release if {
+	r := decide(delegate_to("release"))
+	some d in r.deny
+	d.code == "delegation_not_allowed"
+	contains(d.message, "review")
+}
+
+test_release_delegates_a_review if decide(as_profile("release", delegate_to("review"))).allow
+
+test_generic_profile_delegates_its_own if decide(as_profile("docs", delegate_to("docs"))).allow
+
+test_generic_profile_may_not_delegate_others if {
+	r := decide(as_profile("docs", delegate_to("review")))
+	some d in r.deny
+	d.code == "delegation_not_allowed"
 }

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/token"
+)
+
+type delegateOpts struct {
+	request, agent, profile, task, repo, base, runDir string
+	tools, paths, hosts, envs, secrets                stringList
+	write, asJSON                                     bool
+	duration                                          time.Duration
+}
+
+func init() {
+	register(&command{
+		name: "run delegate", args: "[PARENT]", summary: "start a child run of the run in WRIT_RUN_DIR: its scope, deadline and depth only narrow the parent's",
+		example: "writ run delegate --agent review-bot --profile review --repo acme/api --path 'src/**' --tool read --duration 10m --run-dir ./review\n" +
+			"writ run delegate --request child.json    # {\"agent\": …, \"profile\": …, \"scope\": {…}, \"task\": …}",
+		flags: delegateFlags,
+		run: func(ctx context.Context, e *env, opts any, args []string) error {
+			return runDelegate(ctx, e, opts.(*delegateOpts), args)
+		},
+	})
+}
+
+func delegateFlags(fs *flag.FlagSet) any {
+	o := &delegateOpts{}
+	fs.StringVar(&o.request, "request", "", "a JSON file with agent, profile, scope, task and maxDuration (instead of the flags below)")
+	fs.StringVar(&o.agent, "agent", "", "the child's agent")
+	fs.StringVar(&o.profile, "profile", "", "the child's profile")
+	fs.StringVar(&o.task, "task", "", "what the child is for")
+	fs.StringVar(&o.repo, "repo", "", "a repository of the parent's scope (owner/repo)")
+	fs.StringVar(&o.base, "base", "", "its base branch (default: the parent's)")
+	fs.BoolVar(&o.write, "write", false, "the child may push to the repo (only if the parent may)")
+	fs.Var(&o.paths, "path", "a path pattern the child may change (repeat; within the parent's)")
+	fs.Var(&o.tools, "tool", "a tool the child may use (repeat; within the parent's)")
+	fs.Var(&o.hosts, "host", "a host the child may reach (repeat)")
+	fs.Var(&o.envs, "env", "an environment (repeat)")
+	fs.Var(&o.secrets, "secret", "a secret pattern (repeat)")
+	fs.DurationVar(&o.duration, "duration", 0, "how long the child may run (default: until the parent's deadline; never after it)")
+	fs.StringVar(&o.runDir, "run-dir", "", "where to keep the child's token and DPoP key")
+	fs.BoolVar(&o.asJSON, "json", false, "print the child run as JSON")
+	return o
+}
+
+func runDelegate(ctx context.Context, e *env, o *delegateOpts, args []string) error {
+	if len(args) > 1 {
+		return usagef("run delegate takes at most the parent run id")
+	}
+	dir := e.getenv("WRIT_RUN_DIR")
+	if dir == "" {
+		return usagef("run delegate acts as the parent run: set WRIT_RUN_DIR to its credentials (its launcher's, with dpop.key)")
+	}
+	pc, parent, err := runClient(e, dir)
+	if err != nil {
+		return err
+	}
+	if len(args) == 1 && args[0] != parent {
+		return fmt.Errorf("WRIT_RUN_DIR holds the credentials of run %s, not %s", parent, args[0])
+	}
+	req := &client.DelegateRequest{}
+	if o.request != "" {
+		data, err := readInput(o.request)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, req); err != nil {
+			return fmt.Errorf("%s: %w", o.request, err)
+		}
+	} else {
+		if o.agent == "" || o.profile == "" || o.repo == "" {
+			return usagef("give --agent, --profile and --repo (or --request FILE)")
+		}
+		base := o.base
+		if base == "" {
+			p, err := pc.GetRun(ctx, parent)
+			if err != nil {
+				return err
+			}
+			for _, r := range p.Scope.Repos {
+				if r.Name == o.repo {
+					base = r.Base
+				}
+			}
+		}
+		req.Agent, req.Profile, req.Task = o.agent, o.profile, o.task
+		req.Scope = &writ.Scope{
+			Repos: []writ.RepoScope{{Name: o.repo, Base: base, Write: o.write, Paths: o.paths}},
+			Tools: nonNil(o.tools), Hosts: nonNil(o.hosts), Environments: nonNil(o.envs), Secrets: nonNil(o.secrets),
+			MaxDuration: writ.Duration(o.duration),
+		}
+	}
+	// The child's launcher holds its own DPoP key: the child's token is
+	// bound to it, not to the parent's.
+	key, err := token.NewDPoPKey()
+	if err != nil {
+		return err
+	}
+	jkt, err := token.Thumbprint(&key.PublicKey)
+	if err != nil {
+		return err
+	}
+	req.DPoPJKT = jkt
+	d, err := pc.Delegate(ctx, parent, req)
+	if err != nil {
+		return err
+	}
+	run := &client.Run{Run: d.Run.Run, SPIFFEID: d.Run.SPIFFEID, Token: d.AccessToken, TokenType: d.TokenType}
+	childDir, err := saveRunDir(e, o.runDir, pc.BaseURL(), run, key)
+	if err != nil {
+		return fmt.Errorf("child run %s started, but its credentials could not be saved: %w", run.ID, err)
+	}
+	if o.asJSON {
+		return printJSON(e.stdout, d.Run)
+	}
+	fmt.Fprintf(e.stdout, "run %s delegated by %s (depth %d)\nidentity %s\ndeadline %s\ncredentials %s\n",
+		run.ID, parent, run.Depth, run.SPIFFEID, run.Deadline.Format(time.RFC3339), childDir)
+	fmt.Fprintf(e.stdout, "export WRIT_RUN=%s WRIT_RUN_DIR=%s\n", run.ID, childDir)
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
