@@ -391,6 +391,9 @@ func (h *history) add(d *writ.Decision, now time.Time, window time.Duration) {
 			h.allowed = map[string]bool{}
 		}
 		h.allowed[writ.HistoryName(e.Kind, e.Name)] = true
+		if e.Kind == writ.ActionDelegate && e.Enforced {
+			h.children++ // as RunHistory counts them: allowed delegations
+		}
 	}
 }
 

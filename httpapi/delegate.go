@@ -107,8 +107,13 @@ func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
 		scope.MaxDuration = req.MaxDuration
 	}
 	if scope.MaxDuration == 0 {
-		// Without a duration the child ends with its parent.
-		scope.MaxDuration = writ.Duration(parent.Deadline.Sub(now).Truncate(time.Second))
+		// Without a duration the child ends with its parent, or when its
+		// profile's longest run ends, whichever comes first.
+		d := parent.Deadline.Sub(now).Truncate(time.Second)
+		if p := a.cfg.Rules.Profiles[req.Profile]; p != nil && p.MaxDuration < d {
+			d = p.MaxDuration
+		}
+		scope.MaxDuration = writ.Duration(d)
 	}
 	if err := scope.Validate(); err != nil {
 		return writ.Errorf(writ.KindInvalid, "invalid_scope", "%v", err)
@@ -185,7 +190,6 @@ func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
 	if err := a.cfg.Store.CreateChildRun(ctx, child, delegated, started, tokenEvent(child, claims, actor)); err != nil {
 		return err
 	}
-	a.cfg.Decider.Forget(parent.ID) // its children count changed
 	if a.cfg.OnRunCreated != nil {
 		a.cfg.OnRunCreated(child)
 	}

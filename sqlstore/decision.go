@@ -229,7 +229,11 @@ func (db *DB) RunHistory(ctx context.Context, run writ.RunID, windowStart time.T
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := db.rdb.QueryRowContext(ctx, db.d.q("SELECT COUNT(*) FROM runs WHERE parent = ?"), string(run)).Scan(&h.Children); err != nil {
+	// Children are counted by allowed, enforced delegations: the decision
+	// reserves the child (under the run's lock, through its commit), so
+	// concurrent delegations cannot overrun the budget before their
+	// children are stored.
+	if err := db.rdb.QueryRowContext(ctx, db.d.q("SELECT COUNT(*) FROM decisions WHERE run = ? AND kind = 'delegate' AND verdict = 'allow' AND enforced = 1"), string(run)).Scan(&h.Children); err != nil {
 		return nil, fmt.Errorf("sqlstore: run history: %w", err)
 	}
 	return h, nil

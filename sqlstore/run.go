@@ -412,6 +412,17 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 		return nil, writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
 			id, r.Deadline.Format(time.RFC3339))
 	}
+	if to == writ.RunActive && r.Parent != "" {
+		// A child never acts while its parent cannot: resume the parent
+		// first.
+		var ps string
+		if err := tx.queryRow("SELECT state FROM runs WHERE id = ?", string(r.Parent)).Scan(&ps); err != nil {
+			return nil, fmt.Errorf("sqlstore: parent state: %w", err)
+		}
+		if writ.RunState(ps) != writ.RunActive {
+			return nil, writ.Errorf(writ.KindConflict, "parent_not_active", "run %s's parent %s is %s; resume the parent first", id, r.Parent, ps)
+		}
+	}
 	var res sql.Result
 	if to.Final() {
 		res, err = tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state = ?",

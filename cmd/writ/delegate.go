@@ -90,6 +90,9 @@ func runDelegate(ctx context.Context, e *env, o *delegateOpts, args []string) er
 					base = r.Base
 				}
 			}
+			if base == "" {
+				return fmt.Errorf("repo %s is not in run %s's scope, so a child cannot have it", o.repo, parent)
+			}
 		}
 		req.Agent, req.Profile, req.Task = o.agent, o.profile, o.task
 		req.Scope = &writ.Scope{
