@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/writ-dev/writ/attest"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/server"
+	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
 )
 
@@ -403,4 +405,73 @@ func BenchmarkApprovalToAllow(b *testing.B) {
 	}
 	report("approve", approve)
 	report("allow", allow)
+}
+
+// TestScopeApproval: a gate on a delegation (a scope subject) through the
+// same approval service: the exact delegation asked is allowed once after
+// a human approves it; another scope in the same slot voids the approval.
+func TestScopeApproval(t *testing.T) {
+	dir := t.TempDir()
+	copyDefault(t, dir)
+	// This installation wants a human to approve every delegation of dev's
+	// runs (the bundle's own tests decide as alice, so they still pass).
+	rule := "package writ\n\napproval contains ask(\"delegation_review\", \"a human approves every delegation of dev's runs\", 1) if {\n\tinput.action.kind == \"delegate\"\n\tinput.run.issuer == \"dev\"\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "delegation.rego"), []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startApprovals(t, func(cfg *server.Config) { cfg.Policy.Bundle = dir })
+	ctx := context.Background()
+	key, err := token.NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := client.New(a.r.url, "").StartRun(ctx, a.d.sign(t, time.Now(), nil), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := client.NewRun(a.r.url, run.Token, key)
+	review := func(paths ...string) *client.DelegateRequest {
+		return &client.DelegateRequest{Agent: "review-bot", Profile: "review", Scope: &writ.Scope{
+			Repos: []writ.RepoScope{{Name: "acme/api", Base: "main", Paths: paths}}, Tools: []string{"read"}, MaxDuration: writ.Duration(10 * time.Minute)}}
+	}
+	gated := func(req *client.DelegateRequest) string {
+		t.Helper()
+		_, err := parent.Delegate(ctx, string(run.ID), req)
+		var we *writ.Error
+		if !errors.As(err, &we) || we.Kind != writ.KindApprovalPending || we.Code != "approval_required" || !strings.HasPrefix(we.Approval, "apr_") {
+			t.Fatalf("delegation without approval: %v", err)
+		}
+		return we.Approval
+	}
+	apr := gated(review("src/**"))
+	if v, err := a.human.GetApproval(ctx, apr); err != nil || v.SubjectKind != writ.SubjectScope {
+		t.Fatalf("approval subject: %+v %v", v, err)
+	}
+	if _, err := a.approve("bob", apr); err != nil {
+		t.Fatal(err)
+	}
+	child, err := parent.Delegate(ctx, string(run.ID), review("src/**"))
+	if err != nil {
+		t.Fatalf("the approved delegation: %v", err)
+	}
+	if child.Run.Parent != run.ID {
+		t.Fatalf("child: %+v", child.Run)
+	}
+	// Single use: the same delegation again waits for a new approval.
+	second := gated(review("src/**"))
+	if second == apr {
+		t.Fatal("the used approval was reused")
+	}
+	if _, err := a.approve("carol", second); err != nil {
+		t.Fatal(err)
+	}
+	// Another scope is another subject in the same slot: the approval of
+	// the first is voided, and the new one waits.
+	third := gated(review("docs/**"))
+	if third == second {
+		t.Fatal("an approval of one scope covered another")
+	}
+	if v, _ := a.human.GetApproval(ctx, second); v.State != writ.ApprovalVoided {
+		t.Fatalf("the approval of the old scope is %s, want voided", v.State)
+	}
 }
