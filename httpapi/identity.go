@@ -104,12 +104,7 @@ func (a *API) authenticateRun(r *http.Request, scheme, raw string, allowSuspende
 	case c.JKT != "" && !strings.EqualFold(scheme, "DPoP"):
 		a.metrics.authFailures.WithLabelValues("dpop_missing").Inc()
 		return nil, writ.Errorf(writ.KindUnauthenticated, "dpop_required", "this token is bound to a DPoP key: send Authorization: DPoP <token> with a DPoP proof made by that key")
-	case c.JKT != "":
-		if _, err := a.checkProof(r, raw, c.JKT); err != nil {
-			a.metrics.authFailures.WithLabelValues("dpop_proof").Inc()
-			return nil, err
-		}
-	case strings.EqualFold(scheme, "DPoP"):
+	case c.JKT == "" && strings.EqualFold(scheme, "DPoP"):
 		return nil, writ.Errorf(writ.KindUnauthenticated, "invalid_token", "the DPoP scheme needs a DPoP-bound token")
 	}
 	id, err := writ.ParseRunID(c.Run)
@@ -126,12 +121,21 @@ func (a *API) authenticateRun(r *http.Request, scheme, raw string, allowSuspende
 	now := a.now()
 	live := run.LiveAt(now) || (allowSuspended && run.State == writ.RunSuspended && now.Before(run.Deadline))
 	if !live {
+		// Refused before its proof is checked: the proof's jti would be
+		// written to the store, and a stopped run's requests (a looping
+		// agent, a flood) must cost no writes.
 		a.metrics.authFailures.WithLabelValues("run_not_active").Inc()
 		state := run.State
 		if !now.Before(run.Deadline) && !state.Final() {
 			state = writ.RunExpired
 		}
 		return nil, writ.Errorf(writ.KindUnauthenticated, "token_revoked", "run %s is %s: its tokens are refused", run.ID, state)
+	}
+	if c.JKT != "" {
+		if _, err := a.checkProof(r, raw, c.JKT); err != nil {
+			a.metrics.authFailures.WithLabelValues("dpop_proof").Inc()
+			return nil, err
+		}
 	}
 	return &writ.Principal{Kind: writ.PrincipalRun, Name: c.Subject, Run: id, JKT: c.JKT}, nil
 }

@@ -957,3 +957,26 @@ func TestMintInTheLastSecond(t *testing.T) {
 	f.clock.Set(s.Deadline.Add(-200 * time.Millisecond))
 	wantError(t, f.dpopFresh("POST", runPath(s.ID)+"/token", s.Token, key, []byte(`{}`)), 401, "token_revoked")
 }
+
+// TestStoppedRunWritesNoProof: a stopped run's request is refused before
+// its DPoP proof is checked, so its jti is never written: a looping or
+// flooding agent of a killed run costs no store writes.
+func TestStoppedRunWritesNoProof(t *testing.T) {
+	f := newIDFixture(t)
+	key := newKey(t)
+	s := f.mustStartRun(key, nil)
+	path := runPath(s.ID)
+	if r := f.do("POST", path+"/end", f.tokens["alice"], nil); r.status != 200 {
+		t.Fatalf("end: %d %s", r.status, r.body)
+	}
+	p := f.proofFor(key, "GET", path, s.Token)
+	wantError(t, f.dpop("GET", path, s.Token, p, nil), 401, "token_revoked")
+	jti, _ := jwtPart(t, p, 1)["jti"].(string)
+	if jti == "" {
+		t.Fatal("proof without jti")
+	}
+	// Had the proof been recorded, this use of its jti would be a replay.
+	if err := f.store.UseProof(context.Background(), thumbprint(t, key), jti, f.clock.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("the stopped run's proof was recorded: %v", err)
+	}
+}
