@@ -242,20 +242,50 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 			h.mu.Unlock()
 			return nil, err
 		}
-		apr, rec.Voids = g.request, g.voids
+		apr = g.request
+		if d.Enforced() {
+			rec.Voids = g.voids
+		}
 		d.Approval = &writ.ApprovalRef{ID: apr.ID, Group: apr.Group, Count: apr.Count}
 		switch {
-		case g.approved:
+		case g.approved && d.Enforced():
 			// A human approval of exactly this subject, given before this
 			// request and still valid, satisfies the gate, once.
 			d.Verdict = writ.VerdictAllow
 			d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; it is now used", apr.ID, apr.SubjectKind)}}
 			rec.UseApproval = apr.ID
-		case g.created:
+		case g.approved:
+			// An advisory (hook) decision says the gate is open without
+			// using the approval: the enforcing decision uses it.
+			d.Verdict = writ.VerdictAllow
+			d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; the enforcing decision will use it", apr.ID, apr.SubjectKind)}}
+		case g.created && (d.Enforced() || len(g.voids) == 0):
+			// An advisory decision may open a request (a human can approve
+			// before the gateway asks), never replace one.
 			rec.NewApproval = apr
+		case g.created:
+			d.Approval = &writ.ApprovalRef{Group: apr.Group, Count: apr.Count}
+			apr = nil
 		}
 	} else if appr != nil {
 		d.Approval = &writ.ApprovalRef{Group: appr.Group, Count: appr.Count}
+	}
+	if d.Enforced() && d.Verdict == writ.VerdictAllow && d.Action.Kind == writ.ActionGitPush {
+		// A new push changes what an approved merge of the run's work
+		// would merge: every live commit approval of the repo is void.
+		a := p.withRepo(run, d.Action)
+		if a.Target.Repo != "" {
+			live, err := p.cfg.Store.LiveApprovalsInSlot(ctx, run.ID, "commit:"+a.Target.Repo)
+			if err != nil {
+				h.mu.Unlock()
+				return nil, err
+			}
+			for _, o := range live {
+				rec.Voids = append(rec.Voids, writ.ApprovalVoid{ID: o.ID, State: writ.ApprovalVoided, Event: &writ.Event{
+					Type: writ.EventApprovalVoided, Run: run.ID, Actor: writ.ActorSystem, Subject: o.ID,
+					Details: map[string]any{"reason": "new_push", "decision": d.ID, "was": o.State, "subjectDigest": o.SubjectDigest}}})
+			}
+		}
 	}
 	rec.Events = p.events(d, res, apr, rec.NewApproval != nil)
 	if suspend {

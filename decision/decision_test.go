@@ -1054,9 +1054,21 @@ func TestApprovalSubjects(t *testing.T) {
 		{"release of another artifact",
 			writ.Action{Kind: writ.ActionRelease, Target: writ.Target{Environment: "staging", Digest: digest("a")}},
 			writ.Action{Kind: writ.ActionRelease, Target: writ.Target{Environment: "staging", Digest: digest("b")}}, false, writ.SubjectArtifact},
+		// Every subject binds the whole action (a security review found an
+		// approval of a release covering a deploy, and of one credential
+		// kind covering another).
 		{"release of the same artifact, other args",
 			writ.Action{Kind: writ.ActionRelease, Args: json.RawMessage(`{"n":1}`), Target: writ.Target{Environment: "staging", Digest: digest("a")}},
-			writ.Action{Kind: writ.ActionRelease, Args: json.RawMessage(`{"n":2}`), Target: writ.Target{Environment: "staging", Digest: digest("a")}}, true, writ.SubjectArtifact},
+			writ.Action{Kind: writ.ActionRelease, Args: json.RawMessage(`{"n":2}`), Target: writ.Target{Environment: "staging", Digest: digest("a")}}, false, writ.SubjectArtifact},
+		{"release of the same artifact, same args",
+			writ.Action{Kind: writ.ActionRelease, Args: json.RawMessage(`{"n":1}`), Target: writ.Target{Environment: "staging", Digest: digest("a")}},
+			writ.Action{Kind: writ.ActionRelease, Args: json.RawMessage(`{"n":1}`), Target: writ.Target{Environment: "staging", Digest: digest("a")}}, true, writ.SubjectArtifact},
+		{"deploy of a released artifact",
+			writ.Action{Kind: writ.ActionRelease, Target: writ.Target{Environment: "staging", Digest: digest("a")}},
+			writ.Action{Kind: writ.ActionDeploy, Target: writ.Target{Environment: "staging", Digest: digest("a")}}, false, writ.SubjectArtifact},
+		{"another credential kind for the same secret",
+			writ.Action{Kind: writ.ActionCredential, Name: "secret", Target: writ.Target{Secret: "db/password", Environment: "staging"}},
+			writ.Action{Kind: writ.ActionCredential, Name: "vault", Target: writ.Target{Secret: "db/password", Environment: "staging"}}, false, writ.SubjectSecret},
 		{"secret for another environment",
 			writ.Action{Kind: writ.ActionCredential, Name: "secret", Target: writ.Target{Secret: "db/password", Environment: "staging"}},
 			writ.Action{Kind: writ.ActionCredential, Name: "secret", Target: writ.Target{Secret: "db/password", Environment: "production"}}, false, writ.SubjectSecret},

@@ -231,27 +231,40 @@ func anyMatch(patterns []string, s string, match func(p, s string) bool) bool {
 // voids the approval of the old one.
 func subject(a writ.Action) (kind string, subj map[string]any, slot string) {
 	t := a.Target
-	switch {
-	case a.Kind == writ.ActionMerge || a.Kind == writ.ActionGitPush:
-		return writ.SubjectCommit, map[string]any{"repo": t.Repo, "ref": t.Ref, "base": t.Base, "head": t.Head, "diffDigest": t.Digest, "paths": nonNil(t.Paths)},
-			"commit:" + t.Repo + "@" + strings.TrimPrefix(t.Ref, "refs/heads/")
-	case a.Kind == writ.ActionRelease || a.Kind == writ.ActionDeploy || a.Kind == writ.ActionBuild:
-		return writ.SubjectArtifact, map[string]any{"digest": t.Digest, "environment": t.Environment, "repo": t.Repo},
-			"artifact:" + a.Kind + ":" + t.Repo + "@" + t.Environment
-	case a.Kind == writ.ActionCredential && t.Secret != "":
-		return writ.SubjectSecret, map[string]any{"name": t.Secret, "environment": t.Environment},
-			"secret:" + t.Secret + "@" + t.Environment
-	case a.Kind == writ.ActionDelegate:
-		b, _ := json.Marshal(a)
-		sum := sha256.Sum256(b)
-		return writ.SubjectScope, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "name": a.Name}, "scope:" + a.Name
-	}
-	// Any other gated action binds to the digest of the action itself,
-	// arguments included.
 	b, _ := json.Marshal(a)
 	sum := sha256.Sum256(b)
-	return writ.SubjectTool, map[string]any{"actionDigest": "sha256:" + hex.EncodeToString(sum[:]), "kind": a.Kind, "name": a.Name},
+	// Every subject binds the digest of the whole action — kind, name,
+	// arguments and target — so an approval never covers another action
+	// with the same readable detail (a deploy for a release, a vault
+	// credential for a secret, other arguments).
+	actionDigest := "sha256:" + hex.EncodeToString(sum[:])
+	switch {
+	case a.Kind == writ.ActionMerge || a.Kind == writ.ActionGitPush:
+		// One slot per repository: a new push changes what any approved
+		// merge of the run's work would merge.
+		return writ.SubjectCommit, map[string]any{"action": a.Kind, "repo": t.Repo, "ref": t.Ref, "base": t.Base, "head": t.Head,
+			"diffDigest": t.Digest, "paths": nonNil(t.Paths), "actionDigest": actionDigest}, "commit:" + t.Repo
+	case a.Kind == writ.ActionRelease || a.Kind == writ.ActionDeploy || a.Kind == writ.ActionBuild:
+		return writ.SubjectArtifact, map[string]any{"action": a.Kind, "digest": t.Digest, "environment": t.Environment, "repo": t.Repo,
+			"actionDigest": actionDigest}, "artifact:" + a.Kind + ":" + t.Repo + "@" + t.Environment
+	case a.Kind == writ.ActionCredential && t.Secret != "":
+		return writ.SubjectSecret, map[string]any{"credential": a.Name, "name": t.Secret, "environment": t.Environment,
+			"actionDigest": actionDigest}, "secret:" + t.Secret + "@" + t.Environment
+	case a.Kind == writ.ActionDelegate:
+		return writ.SubjectScope, map[string]any{"actionDigest": actionDigest, "name": a.Name}, "scope:" + a.Name
+	}
+	return writ.SubjectTool, map[string]any{"actionDigest": actionDigest, "kind": a.Kind, "name": a.Name},
 		"tool:" + a.Kind + ":" + a.Name
+}
+
+// withRepo fills in the run's repo for an action that names none when the
+// run's scope names exactly one (as the facts do), so a hook's push and a
+// gateway's push of the same repo share a slot.
+func (p *Point) withRepo(run *writ.Run, a writ.Action) writ.Action {
+	if a.Target.Repo == "" && len(run.Scope.Repos) == 1 && (a.Kind == writ.ActionGitPush || a.Kind == writ.ActionGitFetch || a.Kind == writ.ActionMerge || len(a.Target.Paths) > 0) {
+		a.Target.Repo = run.Scope.Repos[0].Name
+	}
+	return a
 }
 
 // gateResult is what the approval gate found for a decision.
@@ -267,7 +280,7 @@ type gateResult struct {
 // a new one. A live request that expired or was approved under another
 // policy is voided; so are live requests of other subjects in the slot.
 func (p *Point) gate(ctx context.Context, run *writ.Run, d *writ.Decision, ar *writ.ApprovalReason, policyDigest string, now time.Time) (*gateResult, error) {
-	kind, subj, slot := subject(d.Action)
+	kind, subj, slot := subject(p.withRepo(run, d.Action))
 	b, err := json.Marshal(map[string]any{"kind": kind, "subject": subj})
 	if err != nil {
 		return nil, err

@@ -155,7 +155,15 @@ func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
 	scopeDigest := "sha256:" + hex.EncodeToString(sum[:])
 
 	// Policy decides the delegation like any other action of the parent.
-	args, _ := json.Marshal(map[string]any{"agent": req.Agent, "profile": req.Profile, "scopeDigest": scopeDigest, "depth": parent.Depth + 1})
+	// Its arguments name the scope as asked (not with a default duration
+	// computed from the clock), so an approval of a delegation covers the
+	// same request made again.
+	asked, err := json.Marshal(map[string]any{"scope": req.Scope, "maxDuration": req.MaxDuration})
+	if err != nil {
+		return err
+	}
+	askedSum := sha256.Sum256(asked)
+	args, _ := json.Marshal(map[string]any{"agent": req.Agent, "profile": req.Profile, "scopeAsked": "sha256:" + hex.EncodeToString(askedSum[:]), "depth": parent.Depth + 1})
 	d, err := a.cfg.Decider.Decide(ctx, &decision.Request{Run: parent, Actor: p.Actor(), Via: "api",
 		Action: writ.Action{Kind: writ.ActionDelegate, Name: req.Agent, Args: args}})
 	if err != nil {
