@@ -60,16 +60,25 @@ func postgresTestDSN(t testing.TB) string {
 	return dsn
 }
 
+// openAdmin opens a connection pool to the server of dsn for creating and
+// dropping test databases, closed when the test ends (after the cleanups
+// registered later, which may use it).
+func openAdmin(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("open %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	return admin
+}
+
 // openPostgres creates a new database on the server of dsn, opens it, and
 // closes and drops it when the test ends. cfg.DSN is set by it.
 func openPostgres(t testing.TB, dsn string, cfg Config) *DB {
 	t.Helper()
 	ctx := context.Background()
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatalf("open %s: %v", dsn, err)
-	}
-	defer admin.Close()
+	admin := openAdmin(t, dsn)
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatal(err)
@@ -85,12 +94,6 @@ func openPostgres(t testing.TB, dsn string, cfg Config) *DB {
 	u.Path = "/" + name
 	cfg.DSN = u.String()
 	t.Cleanup(func() {
-		admin, err := sql.Open("pgx", dsn)
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer admin.Close()
 		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop test database %s: %v", name, err)
 		}
