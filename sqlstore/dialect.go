@@ -45,6 +45,9 @@ type dialect struct {
 	// migrating the same database at once apply each migration once. (On
 	// SQLite the BEGIN IMMEDIATE of each migration does that.)
 	migrateLock, migrateUnlock string
+	// reconnect is true when the write connection can break (a server on
+	// the network) and the writer opens a new one when BEGIN fails.
+	reconnect bool
 }
 
 // sqliteDialect is SQLite through modernc.org/sqlite.

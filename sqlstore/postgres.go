@@ -29,6 +29,7 @@ var postgresDialect = &dialect{
 	// lock (an arbitrary constant: "writ" in ASCII).
 	migrateLock:   "SELECT pg_advisory_lock(2003069300)",
 	migrateUnlock: "SELECT pg_advisory_unlock(2003069300)",
+	reconnect:     true,
 	uniqueViolation: func(err error) bool {
 		code, ok := pgCode(err)
 		return ok && code == "23505" // unique_violation

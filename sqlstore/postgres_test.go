@@ -93,3 +93,24 @@ func TestPostgresReadersReadOnly(t *testing.T) {
 		t.Errorf("insert through the read pool = %v; want a read-only refusal", err)
 	}
 }
+
+// TestPostgresWriterReconnects: when the server drops the write connection
+// between batches, the next write opens a new one and succeeds.
+func TestPostgresWriterReconnects(t *testing.T) {
+	db := openPostgres(t, postgresTestDSN(t), Config{})
+	ctx := context.Background()
+	createRun(t, db, time.Now())
+	var pid int
+	if err := db.write(ctx, func(tx *wtx) error { return tx.queryRow("SELECT pg_backend_pid()").Scan(&pid) }); err != nil {
+		t.Fatal(err)
+	}
+	admin := openAdmin(t, db.cfg.DSN)
+	var ok bool
+	if err := admin.QueryRow("SELECT pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
+	}
+	createRun(t, db, time.Now())
+	if n := runCount(t, db); n != 2 {
+		t.Errorf("runs = %d; want 2", n)
+	}
+}
