@@ -48,6 +48,57 @@ fi
 step "go vet"
 go vet ./...
 
+step "PostgreSQL"
+# The store's tests also run on PostgreSQL (sqlstore's conformance suite).
+# With WRIT_TEST_POSTGRES_DSN unset and the PostgreSQL binaries installed,
+# start a throwaway cluster for this run: fsync off, no TCP (a Unix socket
+# in its own temporary directory), as the postgres user when running as
+# root (PostgreSQL refuses root), stopped and removed on exit.
+pg_dir=""
+pg_run=()
+stop_postgres() {
+  if [ -n "$pg_dir" ]; then
+    "${pg_run[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+    pg_dir=""
+  fi
+}
+start_postgres() {
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if command -v pg_ctl >/dev/null 2>&1 && command -v initdb >/dev/null 2>&1; then
+    pg_bin=$(dirname "$(command -v pg_ctl)")
+  fi
+  if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ] || [ ! -x "$pg_bin/pg_ctl" ]; then
+    echo "PostgreSQL binaries not found: the PostgreSQL tests will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
+    return 0
+  fi
+  # A short path: a Unix socket's path must fit in 107 bytes.
+  pg_dir=$(mktemp -d /tmp/writ-test-pg.XXXXXX) || return 1
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$pg_dir" || return 1
+    pg_run=(runuser -u postgres --)
+  fi
+  # The port only names the socket file (listen_addresses is empty).
+  local port=$((20000 + RANDOM % 30000))
+  "${pg_run[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync >"$pg_dir/initdb.log" 2>&1 ||
+    { cat "$pg_dir/initdb.log"; return 1; }
+  "${pg_run[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+    -o "-p $port -k $pg_dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null || { cat "$pg_dir/server.log"; return 1; }
+  export WRIT_TEST_POSTGRES_DSN="postgres://postgres@/postgres?host=$pg_dir&port=$port&sslmode=disable"
+  echo "throwaway PostgreSQL $("$pg_bin/pg_ctl" --version | awk '{print $3}') at $WRIT_TEST_POSTGRES_DSN"
+}
+if [ -n "${WRIT_TEST_POSTGRES_DSN:-}" ]; then
+  echo "using WRIT_TEST_POSTGRES_DSN"
+else
+  trap stop_postgres EXIT
+  trap 'exit 130' INT TERM
+  if ! start_postgres; then
+    stop_postgres
+    echo "could not start a throwaway PostgreSQL: the PostgreSQL tests will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
+  fi
+fi
+
 step "go test -race"
 # -race turns on checkptr, which makes modernc.org/sqlite several times
 # slower; it is switched off for that module only (DESIGN.md §6).

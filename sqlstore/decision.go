@@ -67,7 +67,7 @@ func (db *DB) RecordDecision(ctx context.Context, rec *writ.DecisionRecord) (out
 			approval = d.Approval.ID
 		}
 		if _, err := tx.exec("INSERT INTO decisions (id, run, time, kind, name, verdict, via, call_ref, dry_run, enforced, approval, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			d.ID, string(d.Run), tx.now.UnixNano(), d.Action.Kind, d.Action.Name, d.Verdict, d.Via, d.CallRef, d.DryRun, d.Enforced(), approval, body); err != nil {
+			d.ID, string(d.Run), tx.now.UnixNano(), d.Action.Kind, d.Action.Name, d.Verdict, d.Via, d.CallRef, boolInt(d.DryRun), boolInt(d.Enforced()), approval, body); err != nil {
 			if tx.db.d.uniqueViolation(err) {
 				return writ.Errorf(writ.KindConflict, "decision_exists", "decision %s is already recorded", d.ID)
 			}
@@ -237,4 +237,13 @@ func (db *DB) RunHistory(ctx context.Context, run writ.RunID, windowStart time.T
 		return nil, fmt.Errorf("sqlstore: run history: %w", err)
 	}
 	return h, nil
+}
+
+// boolInt is b as the 0 or 1 of an INTEGER flag column: both dialects
+// store flags as integers, and PostgreSQL does not take a Go bool for one.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -13,9 +13,10 @@ import (
 // Queries are written once, in the common subset of SQLite and PostgreSQL,
 // with ? placeholders; the dialect rewrites what must differ.
 //
-// Only SQLite is implemented. A PostgreSQL dialect (pgx's stdlib driver)
-// adds a value of this type, its migrations directory and a DSN prefix in
-// [parseDSN]; nothing else in the package names a database.
+// SQLite (sqliteDialect) and PostgreSQL (postgresDialect, pgx's stdlib
+// driver) are implemented; each has its migrations directory and its DSN
+// prefixes in [parseDSN], and how a connection is opened differs in
+// [DB.open]. Nothing else in the package names a database.
 type dialect struct {
 	name string
 	// driver is the database/sql driver name.
@@ -39,6 +40,14 @@ type dialect struct {
 	// "state IN (…)" and so scans every live run; naming the partial index
 	// keeps the expiry queries O(due runs).
 	liveByDeadline string
+	// migrateLock and migrateUnlock, when set, are run on the write
+	// connection around applying migrations, so that several processes
+	// migrating the same database at once apply each migration once. (On
+	// SQLite the BEGIN IMMEDIATE of each migration does that.)
+	migrateLock, migrateUnlock string
+	// reconnect is true when the write connection can break (a server on
+	// the network) and the writer opens a new one when BEGIN fails.
+	reconnect bool
 }
 
 // sqliteDialect is SQLite through modernc.org/sqlite.

@@ -3,7 +3,12 @@
 // through database/sql. It is part of the writ server; no API stability.
 //
 // SQLite (modernc.org/sqlite, pure Go, so CGO_ENABLED=0 builds work) is the
-// only database today. What differs between databases is confined to a
+// embedded default; PostgreSQL (github.com/jackc/pgx/v5 through its
+// database/sql driver, a postgres:// DSN) runs the same conformance suite.
+// For now one writ process writes a PostgreSQL database at a time: the
+// single writer below is per process, and several replicas (an elected
+// sequencer for the audit log, LISTEN/NOTIFY for run changes) are still to
+// come. What differs between databases is confined to a
 // small dialect value (placeholders, insert-or-ignore and upsert, how a
 // constraint violation looks, how a write transaction starts) and to one
 // directory of numbered migrations per dialect under migrations/, embedded
@@ -44,8 +49,9 @@
 // second one is refused as a replay).
 //
 // Reads use a separate pool of read-only connections. SQLite's WAL mode
-// lets them read concurrently with the writer, each from the last committed
-// state, so a read started after a write returned sees that write.
+// (or PostgreSQL's MVCC) lets them read concurrently with the writer, each
+// from the last committed state, so a read started after a write returned
+// sees that write.
 //
 // # Durability
 //
@@ -55,7 +61,8 @@
 // being killed (kill -9), but the last transactions before a power loss or
 // an operating-system crash may be lost. With "full" (synchronous=FULL)
 // every commit is synced to disk before it is acknowledged and survives
-// power loss too, at the cost of one fsync per batch.
+// power loss too, at the cost of one fsync per batch. On PostgreSQL the
+// server's own settings (synchronous_commit) decide instead.
 //
 // # Security properties
 //

@@ -59,14 +59,25 @@ func (d *dialect) loadMigrations() ([]migration, error) {
 // migrate applies the migrations not yet recorded in schema_migrations, in
 // order, each in its own transaction together with its record. It runs on
 // the write connection before the writer starts. Another process migrating
-// the same database at once is safe: the write lock serializes the two, and
-// each migration is applied only if, holding the lock, it is still missing.
+// the same database at once is safe: the write lock (on PostgreSQL, an
+// advisory lock held for the whole migration) serializes the two, and each
+// migration is applied only if, holding the lock, it is still missing.
 func (db *DB) migrate(ctx context.Context) error {
 	ms, err := db.d.loadMigrations()
 	if err != nil {
 		return err
 	}
 	c := db.wconn
+	if db.d.migrateLock != "" {
+		if _, err := c.ExecContext(ctx, db.d.migrateLock); err != nil {
+			return fmt.Errorf("sqlstore: migrate: lock: %w", err)
+		}
+		defer func() {
+			if _, err := c.ExecContext(context.Background(), db.d.migrateUnlock); err != nil {
+				db.log.ErrorContext(ctx, "unlock migrations", slog.Any("error", err))
+			}
+		}()
+	}
 	if _, err := c.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    BIGINT NOT NULL PRIMARY KEY,
 	applied_at BIGINT NOT NULL

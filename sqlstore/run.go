@@ -524,7 +524,7 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 		return nil, ErrClosed
 	}
 	var due int
-	if err := db.rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM "+db.d.liveByDeadline+" WHERE state IN "+liveStates+" AND deadline <= ? LIMIT 1)", cutoff).Scan(&due); err != nil {
+	if err := db.rdb.QueryRowContext(ctx, db.d.q("SELECT COUNT(*) FROM (SELECT 1 FROM "+db.d.liveByDeadline+" WHERE state IN "+liveStates+" AND deadline <= ? LIMIT 1) AS due"), cutoff).Scan(&due); err != nil {
 		return nil, fmt.Errorf("sqlstore: expire runs: %w", err)
 	}
 	if due == 0 {

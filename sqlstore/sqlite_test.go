@@ -23,6 +23,7 @@ func TestParseDSN(t *testing.T) {
 		dsn     string
 		want    string // "" for an error
 		wantErr string
+		pg      bool // want the PostgreSQL dialect
 	}{
 		{dsn: "sqlite:///var/lib/writ/writ.db", want: "/var/lib/writ/writ.db"},
 		{dsn: "sqlite://writ.db", want: filepath.Join(wd, "writ.db")},
@@ -34,8 +35,10 @@ func TestParseDSN(t *testing.T) {
 		{dsn: "sqlite://", wantErr: "empty DSN"},
 		{dsn: ":memory:", wantErr: "want a file path"},
 		{dsn: "file:writ.db?mode=ro", wantErr: "want a file path"},
-		{dsn: "postgres://writ@localhost/writ", wantErr: "PostgreSQL is not supported yet"},
+
 		{dsn: "mysql://localhost/writ", wantErr: `scheme "mysql"`},
+		{dsn: "postgres://writ@localhost/writ", want: "postgres://writ@localhost/writ", pg: true},
+		{dsn: "postgresql://writ:pw@db:5432/writ?sslmode=disable", want: "postgresql://writ:pw@db:5432/writ?sslmode=disable", pg: true},
 	}
 	for _, tt := range tests {
 		d, got, err := parseDSN(tt.dsn)
@@ -45,8 +48,12 @@ func TestParseDSN(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want || d != sqliteDialect {
-			t.Errorf("parseDSN(%q) = %v, %q, %v; want sqlite, %q, nil", tt.dsn, d, got, err, tt.want)
+		want := sqliteDialect
+		if tt.pg {
+			want = postgresDialect
+		}
+		if err != nil || got != tt.want || d != want {
+			t.Errorf("parseDSN(%q) = %v, %q, %v; want %s, %q, nil", tt.dsn, d, got, err, want.name, tt.want)
 		}
 	}
 }

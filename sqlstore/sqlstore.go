@@ -21,12 +21,15 @@ import (
 // Config says which database to open and how.
 type Config struct {
 	// DSN names the database: "sqlite:///abs/path/writ.db",
-	// "sqlite://relative.db" or a bare file path. The file is created when
-	// missing; its directory must exist.
+	// "sqlite://relative.db" or a bare file path (the file is created when
+	// missing; its directory must exist), or a PostgreSQL URL,
+	// "postgres://user@host/db?sslmode=…" (pgx's URL form; the database
+	// must exist).
 	DSN string
 	// Durability is "normal" (the default: WAL with synchronous=NORMAL; a
 	// commit survives kill -9 of writ) or "full" (synchronous=FULL; a commit
-	// survives power loss too).
+	// survives power loss too). It applies to SQLite; on PostgreSQL the
+	// server's synchronous_commit decides.
 	Durability string
 	// Logger receives the store's logs; nil discards them.
 	Logger *slog.Logger
@@ -129,6 +132,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 }
 
 func (db *DB) open(ctx context.Context, path, syncMode string) error {
+	if db.d == postgresDialect {
+		return db.openPostgres(ctx, path)
+	}
 	var err error
 	db.wdb, err = sql.Open(db.d.driver, sqliteDSN(path,
 		"busy_timeout("+fmt.Sprint(busyTimeout.Milliseconds())+")",
@@ -178,7 +184,8 @@ func (db *DB) open(ctx context.Context, path, syncMode string) error {
 	return nil
 }
 
-// parseDSN returns the dialect and the file path a DSN names.
+// parseDSN returns the dialect and the file path a DSN names; for
+// PostgreSQL, the path is the DSN itself (a postgres:// URL).
 func parseDSN(dsn string) (*dialect, string, error) {
 	path := dsn
 	if scheme, rest, ok := strings.Cut(dsn, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
@@ -186,9 +193,12 @@ func parseDSN(dsn string) (*dialect, string, error) {
 		case "sqlite", "sqlite3":
 			path = rest
 		case "postgres", "postgresql":
-			return nil, "", fmt.Errorf("sqlstore: PostgreSQL is not supported yet; use a sqlite:// DSN")
+			if _, err := url.Parse(dsn); err != nil {
+				return nil, "", fmt.Errorf("sqlstore: DSN: %w", err)
+			}
+			return postgresDialect, dsn, nil
 		default:
-			return nil, "", fmt.Errorf("sqlstore: DSN scheme %q: want sqlite:// or a file path", scheme)
+			return nil, "", fmt.Errorf("sqlstore: DSN scheme %q: want sqlite://, postgres:// or a file path", scheme)
 		}
 	}
 	switch {

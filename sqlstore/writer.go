@@ -128,8 +128,16 @@ func (db *DB) commit(batch []*request, errs []error) {
 	}
 
 	if err := tx.execRaw(db.d.begin); err != nil {
-		fail(fmt.Errorf("sqlstore: begin: %w", err))
-		return
+		// A server connection can break between batches (a PostgreSQL
+		// restart, a proxy timeout): open a new one and try once more.
+		if !db.d.reconnect || db.reconnectWriter(err) != nil {
+			fail(fmt.Errorf("sqlstore: begin: %w", err))
+			return
+		}
+		if err := tx.execRaw(db.d.begin); err != nil {
+			fail(fmt.Errorf("sqlstore: begin: %w", err))
+			return
+		}
 	}
 	for i, r := range batch {
 		if err := tx.execRaw("SAVEPOINT req"); err != nil {
@@ -180,6 +188,29 @@ func (db *DB) rollback() {
 		db.log.DebugContext(context.Background(), "rollback", slog.Any("error", err))
 	}
 }
+
+// reconnectWriter replaces the write connection after cause, a failure to
+// begin, with a new one; prepared statements are prepared again as used.
+func (db *DB) reconnectWriter(cause error) error {
+	db.log.WarnContext(context.Background(), "reconnecting the write connection", slog.Any("error", cause))
+	for q, s := range db.stmts {
+		s.Close()
+		delete(db.stmts, q)
+	}
+	db.wconn.Close() // a broken connection is discarded, not reused
+	ctx, cancel := context.WithTimeout(context.Background(), reconnectTimeout)
+	defer cancel()
+	c, err := db.wdb.Conn(ctx)
+	if err != nil {
+		db.log.ErrorContext(ctx, "reconnect the write connection", slog.Any("error", err))
+		return err
+	}
+	db.wconn = c
+	return nil
+}
+
+// reconnectTimeout bounds how long the writer waits for a new connection.
+const reconnectTimeout = 10 * time.Second
 
 // batchNow returns the commit time of a new batch: the clock's time, UTC,
 // but never before the previous batch's, so commit times follow commit
