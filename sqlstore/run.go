@@ -552,11 +552,22 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("sqlstore: expire runs: %w", err)
 		}
+		expired := runs[:0]
 		for _, r := range runs {
-			if _, err := tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ?",
-				string(writ.RunExpired), tx.now.UnixNano(), "deadline", string(r.ID)); err != nil {
+			// Conditional on the run still being live, so that a run
+			// another replica's sweep expired (or a kill ended) since the
+			// SELECT is not expired twice, with two events.
+			res, err := tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state IN "+liveStates,
+				string(writ.RunExpired), tx.now.UnixNano(), "deadline", string(r.ID))
+			if err != nil {
 				return fmt.Errorf("sqlstore: expire run %s: %w", r.ID, err)
 			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("sqlstore: expire run %s: %w", r.ID, err)
+			} else if n == 0 {
+				continue
+			}
+			expired = append(expired, r)
 			r.State, r.EndedAt, r.EndReason = writ.RunExpired, tx.now, "deadline"
 			ev := &writ.Event{
 				Type:    writ.EventRunExpired,
@@ -568,7 +579,7 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 				return err
 			}
 		}
-		out = runs
+		out = expired
 		return nil
 	})
 	if err != nil {

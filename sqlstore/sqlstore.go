@@ -69,6 +69,7 @@ type DB struct {
 	wdb   *sql.DB   // the write pool: one connection, used only by the writer
 	wconn *sql.Conn // that connection
 	rdb   *sql.DB   // the read pool
+	pgDSN string    // PostgreSQL: the DSN, for the sequencer's connection
 
 	// mu guards closed and sending on reqs, so Close can close reqs
 	// without racing a sender.

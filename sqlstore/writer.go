@@ -139,6 +139,12 @@ func (db *DB) commit(batch []*request, errs []error) {
 			return
 		}
 	}
+	if db.d.batchLock != "" {
+		if err := tx.execRaw(db.d.batchLock); err != nil {
+			fail(fmt.Errorf("sqlstore: batch lock: %w", err))
+			return
+		}
+	}
 	for i, r := range batch {
 		if err := tx.execRaw("SAVEPOINT req"); err != nil {
 			fail(fmt.Errorf("sqlstore: savepoint: %w", err))
