@@ -54,6 +54,9 @@ type dialect struct {
 	// order they are handed out and each batch reads what the batches
 	// before it committed. (On SQLite BEGIN IMMEDIATE does that.)
 	batchLock string
+	// notify is true when the writer notifies other processes of its
+	// commits (PostgreSQL's NOTIFY) and [DB.listen] listens for theirs.
+	notify bool
 }
 
 // sqliteDialect is SQLite through modernc.org/sqlite.

@@ -37,6 +37,7 @@ var postgresDialect = &dialect{
 	migrateLock:   "SELECT pg_advisory_lock(2003069300)",
 	migrateUnlock: "SELECT pg_advisory_unlock(2003069300)",
 	reconnect:     true,
+	notify:        true,
 	uniqueViolation: func(err error) bool {
 		code, ok := pgCode(err)
 		return ok && code == "23505" // unique_violation

@@ -439,6 +439,7 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 	} else if n != 1 {
 		return nil, fmt.Errorf("sqlstore: update run %s: %d rows changed, want 1", id, n)
 	}
+	tx.runChanged(string(id))
 	r.State = to
 	if ev.Type == "" {
 		ev.Type = to.EventType()
@@ -494,6 +495,7 @@ func (tx *wtx) cascade(id writ.RunID, to writ.RunState) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue // already in a final (or, for a suspension, a non-active) state
 		}
+		tx.runChanged(c)
 		ev := &writ.Event{Type: to.EventType(), Run: writ.RunID(c), Actor: writ.ActorSystem, Subject: string(id),
 			Details: map[string]any{"reason": reason, "cascadeFrom": string(id)}}
 		if err := tx.appendEvent(ev); err != nil {
@@ -567,6 +569,7 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 			} else if n == 0 {
 				continue
 			}
+			tx.runChanged(string(r.ID))
 			expired = append(expired, r)
 			r.State, r.EndedAt, r.EndReason = writ.RunExpired, tx.now, "deadline"
 			ev := &writ.Event{

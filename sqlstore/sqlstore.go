@@ -37,8 +37,17 @@ type Config struct {
 	Now func() time.Time
 	// OnEvents, when set, is called (on the writer goroutine, so it must
 	// not block) after every commit that stored events — the audit log's
-	// integrator wakes on it.
+	// integrator wakes on it. On PostgreSQL it is also called, from
+	// another goroutine, when another process (a replica) on the same
+	// database commits events.
 	OnEvents func()
+	// OnRunChanged, when set, is called on PostgreSQL for every run whose
+	// state a commit changed, by any process on the database (this one's
+	// included), about when that commit is done — so replicas drop what
+	// they cached of it. It is called from one goroutine, in commit order;
+	// it may block briefly (notifications wait meanwhile). On SQLite, with
+	// one process, it is never called.
+	OnRunChanged func(writ.RunID)
 }
 
 // Durability levels for [Config].
@@ -87,6 +96,10 @@ type DB struct {
 	stmts map[string]*sql.Stmt
 	last  time.Time // the previous batch's commit time
 
+	// The goroutine listening for other processes' commits (PostgreSQL).
+	listenStop context.CancelFunc
+	listenDone chan struct{}
+
 	// Counters for tests and benchmarks.
 	nBatches  atomic.Int64
 	nRequests atomic.Int64
@@ -125,6 +138,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.now = time.Now
 	}
 	if err := db.open(ctx, path, syncMode); err != nil {
+		db.closeAll()
+		return nil, err
+	}
+	if err := db.startListening(); err != nil {
 		db.closeAll()
 		return nil, err
 	}
@@ -237,6 +254,7 @@ func (db *DB) Close() error {
 		close(db.reqs)
 		db.mu.Unlock()
 		<-db.writerDone
+		db.stopListening()
 		db.closeErr = db.closeAll()
 	})
 	return db.closeErr
