@@ -319,6 +319,28 @@ func (l *Log) Run(ctx context.Context) error {
 	}
 }
 
+// Follow keeps the Log's view of the stored log current while another
+// process (a replica holding the sequencer lock) integrates: it reads the
+// latest checkpoint every Interval, and at once after [Log.Wake], so that
+// [Log.WaitFor] on this replica sees entries the other one appended. It
+// returns nil when ctx is done.
+func (l *Log) Follow(ctx context.Context) error {
+	t := time.NewTimer(l.interval)
+	defer t.Stop()
+	for {
+		if _, _, err := l.refresh(ctx); err != nil && ctx.Err() == nil {
+			l.log.LogAttrs(ctx, slog.LevelError, "audit log: reading the latest checkpoint failed", slog.Any("error", err))
+		}
+		t.Reset(l.interval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.wake:
+		case <-t.C:
+		}
+	}
+}
+
 // Wake asks [Log.Run] for a pass now. It never blocks; wakes that arrive
 // during a pass are folded into one more pass. The store calls it after
 // every commit that wrote events.

@@ -49,6 +49,9 @@ type Server struct {
 	notifier  *notify.Notifier
 	notifyRef atomic.Pointer[notify.Notifier]
 	api       *httpapi.API
+	// apiRef lets the store's notifications of other replicas' run
+	// changes reach the API, which is built after the store.
+	apiRef    atomic.Pointer[httpapi.API]
 	http      *http.Server
 	ln        net.Listener
 	wake      chan struct{}
@@ -99,7 +102,16 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			if n := s.notifyRef.Load(); n != nil {
 				n.Wake()
 			}
-		}})
+		},
+		// On PostgreSQL, a run another replica (or this one) changed:
+		// forget what the run cache holds of it at once rather than when
+		// the entry's TTL runs out.
+		OnRunChanged: func(id writ.RunID) {
+			if a := s.apiRef.Load(); a != nil {
+				a.RunChanged(id)
+			}
+		},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
 	}
@@ -176,6 +188,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			}
 		},
 	})
+	s.apiRef.Store(s.api)
 	s.http = &http.Server{
 		Handler:           s.api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -260,7 +273,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.expiryLoop(gctx) })
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
-	g.Go(func() error { return s.audit.Run(gctx) })
+	g.Go(func() error { return s.sequence(gctx) })
 	g.Go(func() error { return s.notifier.Run(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
@@ -291,6 +304,47 @@ func (s *Server) Run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// sequence runs the audit log's integrator while this server holds the
+// store's sequencer lock (always, on SQLite; on PostgreSQL, one replica at
+// a time), and follows the log the holder writes while it does not.
+func (s *Server) sequence(ctx context.Context) error {
+	for {
+		fctx, stopFollow := context.WithCancel(ctx)
+		followed := make(chan struct{})
+		go func() {
+			defer close(followed)
+			s.audit.Follow(fctx)
+		}()
+		held, release, err := s.store.SequencerLock(ctx)
+		stopFollow()
+		<-followed
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.ErrorContext(ctx, "sequencer lock", slog.Any("error", err))
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		s.log.DebugContext(ctx, "sequencing the audit log")
+		err = s.audit.Run(held)
+		release()
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.WarnContext(ctx, "lost the sequencer lock; following the audit log until it is held again")
+	}
 }
 
 // Close releases the store when Run was never called.

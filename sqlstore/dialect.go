@@ -48,6 +48,15 @@ type dialect struct {
 	// reconnect is true when the write connection can break (a server on
 	// the network) and the writer opens a new one when BEGIN fails.
 	reconnect bool
+	// batchLock, when set, runs right after begin in every write batch:
+	// it serializes the batches of several processes (replicas) writing
+	// the same database, so that outbox positions are committed in the
+	// order they are handed out and each batch reads what the batches
+	// before it committed. (On SQLite BEGIN IMMEDIATE does that.)
+	batchLock string
+	// notify is true when the writer notifies other processes of its
+	// commits (PostgreSQL's NOTIFY) and [DB.listen] listens for theirs.
+	notify bool
 }
 
 // sqliteDialect is SQLite through modernc.org/sqlite.

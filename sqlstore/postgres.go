@@ -18,10 +18,17 @@ var postgresDialect = &dialect{
 	driver:     "pgx",
 	migrations: "migrations/postgres",
 	numbered:   true,
-	// One writer per process commits one batch at a time; READ COMMITTED
-	// (the default) is enough while a single process writes. Several
-	// replicas writing at once is the next slice (issue 14).
+	// One writer per process commits one batch at a time, and batchLock
+	// makes the batches of several processes (replicas) take turns, so
+	// READ COMMITTED (the default) is enough: every statement of a batch
+	// sees what the batches before it committed.
 	begin: "BEGIN",
+	// An identity column hands out outbox positions at INSERT, not at
+	// COMMIT: without this lock a replica's lower position could commit
+	// after another's higher one, and readers of the outbox in position
+	// order (Events cursors, the audit log's integrator) would skip it.
+	// Held until COMMIT; group commit keeps it cheap.
+	batchLock: "SELECT pg_advisory_xact_lock(" + batchLockKey + ")",
 	// The planner picks the partial index runs_live_deadline on its own
 	// when the predicate implies the index's.
 	liveByDeadline: "runs",
@@ -30,6 +37,7 @@ var postgresDialect = &dialect{
 	migrateLock:   "SELECT pg_advisory_lock(2003069300)",
 	migrateUnlock: "SELECT pg_advisory_unlock(2003069300)",
 	reconnect:     true,
+	notify:        true,
 	uniqueViolation: func(err error) bool {
 		code, ok := pgCode(err)
 		return ok && code == "23505" // unique_violation
@@ -39,6 +47,13 @@ var postgresDialect = &dialect{
 		return ok && strings.HasPrefix(code, "23") // integrity_constraint_violation class
 	},
 }
+
+// Advisory lock keys, arbitrary constants in one namespace with
+// migrateLock's 2003069300 ("writ" in ASCII).
+const (
+	batchLockKey     = "2003069301"
+	sequencerLockKey = "2003069302"
+)
 
 // pgCode returns the SQLSTATE of a PostgreSQL error in err's chain.
 func pgCode(err error) (string, bool) {
@@ -57,6 +72,7 @@ func (db *DB) openPostgres(ctx context.Context, dsn string) error {
 		return fmt.Errorf("sqlstore: DSN: %w", err)
 	}
 	name := u.Redacted()
+	db.pgDSN = dsn
 	db.wdb, err = sql.Open(db.d.driver, dsn)
 	if err != nil {
 		return fmt.Errorf("sqlstore: open %s: %w", name, err)

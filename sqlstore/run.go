@@ -439,6 +439,7 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 	} else if n != 1 {
 		return nil, fmt.Errorf("sqlstore: update run %s: %d rows changed, want 1", id, n)
 	}
+	tx.runChanged(string(id))
 	r.State = to
 	if ev.Type == "" {
 		ev.Type = to.EventType()
@@ -494,6 +495,7 @@ func (tx *wtx) cascade(id writ.RunID, to writ.RunState) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			continue // already in a final (or, for a suspension, a non-active) state
 		}
+		tx.runChanged(c)
 		ev := &writ.Event{Type: to.EventType(), Run: writ.RunID(c), Actor: writ.ActorSystem, Subject: string(id),
 			Details: map[string]any{"reason": reason, "cascadeFrom": string(id)}}
 		if err := tx.appendEvent(ev); err != nil {
@@ -552,11 +554,23 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("sqlstore: expire runs: %w", err)
 		}
+		expired := runs[:0]
 		for _, r := range runs {
-			if _, err := tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ?",
-				string(writ.RunExpired), tx.now.UnixNano(), "deadline", string(r.ID)); err != nil {
+			// Conditional on the run still being live, so that a run
+			// another replica's sweep expired (or a kill ended) since the
+			// SELECT is not expired twice, with two events.
+			res, err := tx.exec("UPDATE runs SET state = ?, ended_at = ?, end_reason = ? WHERE id = ? AND state IN "+liveStates,
+				string(writ.RunExpired), tx.now.UnixNano(), "deadline", string(r.ID))
+			if err != nil {
 				return fmt.Errorf("sqlstore: expire run %s: %w", r.ID, err)
 			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("sqlstore: expire run %s: %w", r.ID, err)
+			} else if n == 0 {
+				continue
+			}
+			tx.runChanged(string(r.ID))
+			expired = append(expired, r)
 			r.State, r.EndedAt, r.EndReason = writ.RunExpired, tx.now, "deadline"
 			ev := &writ.Event{
 				Type:    writ.EventRunExpired,
@@ -568,7 +582,7 @@ func (db *DB) ExpireRuns(ctx context.Context, now time.Time, limit int) ([]*writ
 				return err
 			}
 		}
-		out = runs
+		out = expired
 		return nil
 	})
 	if err != nil {

@@ -37,8 +37,17 @@ type Config struct {
 	Now func() time.Time
 	// OnEvents, when set, is called (on the writer goroutine, so it must
 	// not block) after every commit that stored events — the audit log's
-	// integrator wakes on it.
+	// integrator wakes on it. On PostgreSQL it is also called, from
+	// another goroutine, when another process (a replica) on the same
+	// database commits events.
 	OnEvents func()
+	// OnRunChanged, when set, is called on PostgreSQL for every run whose
+	// state a commit changed, by any process on the database (this one's
+	// included), about when that commit is done — so replicas drop what
+	// they cached of it. It is called from one goroutine, in commit order;
+	// it may block briefly (notifications wait meanwhile). On SQLite, with
+	// one process, it is never called.
+	OnRunChanged func(writ.RunID)
 }
 
 // Durability levels for [Config].
@@ -69,6 +78,7 @@ type DB struct {
 	wdb   *sql.DB   // the write pool: one connection, used only by the writer
 	wconn *sql.Conn // that connection
 	rdb   *sql.DB   // the read pool
+	pgDSN string    // PostgreSQL: the DSN, for the sequencer's connection
 
 	// mu guards closed and sending on reqs, so Close can close reqs
 	// without racing a sender.
@@ -85,6 +95,10 @@ type DB struct {
 	// Owned by the writer goroutine (and by Open before it starts).
 	stmts map[string]*sql.Stmt
 	last  time.Time // the previous batch's commit time
+
+	// The goroutine listening for other processes' commits (PostgreSQL).
+	listenStop context.CancelFunc
+	listenDone chan struct{}
 
 	// Counters for tests and benchmarks.
 	nBatches  atomic.Int64
@@ -124,6 +138,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.now = time.Now
 	}
 	if err := db.open(ctx, path, syncMode); err != nil {
+		db.closeAll()
+		return nil, err
+	}
+	if err := db.startListening(); err != nil {
 		db.closeAll()
 		return nil, err
 	}
@@ -236,6 +254,7 @@ func (db *DB) Close() error {
 		close(db.reqs)
 		db.mu.Unlock()
 		<-db.writerDone
+		db.stopListening()
 		db.closeErr = db.closeAll()
 	})
 	return db.closeErr

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -139,6 +140,12 @@ func (db *DB) commit(batch []*request, errs []error) {
 			return
 		}
 	}
+	if db.d.batchLock != "" {
+		if err := tx.execRaw(db.d.batchLock); err != nil {
+			fail(fmt.Errorf("sqlstore: batch lock: %w", err))
+			return
+		}
+	}
 	for i, r := range batch {
 		if err := tx.execRaw("SAVEPOINT req"); err != nil {
 			fail(fmt.Errorf("sqlstore: savepoint: %w", err))
@@ -159,6 +166,10 @@ func (db *DB) commit(batch []*request, errs []error) {
 			return
 		}
 	}
+	if err := tx.notifyReplicas(); err != nil {
+		fail(err)
+		return
+	}
 	if err := tx.execRaw("COMMIT"); err != nil {
 		fail(fmt.Errorf("sqlstore: commit: %w", err))
 		return
@@ -169,6 +180,38 @@ func (db *DB) commit(batch []*request, errs []error) {
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
+}
+
+// notifyReplicas tells the other processes on the database (replicas),
+// when they are delivered at COMMIT, which runs the batch changed and that
+// it stored events; see [DB.listen].
+func (tx *wtx) notifyReplicas() error {
+	if !tx.db.d.notify {
+		return nil
+	}
+	for len(tx.runs) > 0 {
+		// A payload holds less than 8000 bytes.
+		var b strings.Builder
+		n := 0
+		for n < len(tx.runs) && b.Len()+len(tx.runs[n]) < 7000 {
+			if n > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(tx.runs[n])
+			n++
+		}
+		n = max(n, 1)
+		if _, err := tx.exec("SELECT pg_notify('"+runsChannel+"', ?)", b.String()); err != nil {
+			return fmt.Errorf("sqlstore: notify run changes: %w", err)
+		}
+		tx.runs = tx.runs[n:]
+	}
+	if tx.events > 0 {
+		if _, err := tx.exec("SELECT pg_notify('" + eventsChannel + "', '')"); err != nil {
+			return fmt.Errorf("sqlstore: notify events: %w", err)
+		}
+	}
+	return nil
 }
 
 // run calls fn, turning a panic into an error so one bad request cannot
@@ -232,6 +275,16 @@ type wtx struct {
 	db     *DB
 	now    time.Time // the batch's commit time
 	events int       // events appended in this batch (including rolled-back ones)
+	// runs are the ids of the runs whose state the batch changed
+	// (including rolled-back changes), for the notification to replicas.
+	runs []string
+}
+
+// runChanged records that the batch changed the state of run id.
+func (tx *wtx) runChanged(id string) {
+	if tx.db.d.notify {
+		tx.runs = append(tx.runs, id)
+	}
 }
 
 // stmt returns a prepared statement for query, prepared once per

@@ -1,0 +1,182 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/auditlog"
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/server"
+	"github.com/writ-dev/writ/sqlstore"
+)
+
+// postgresDatabase creates a database of its own on the PostgreSQL server
+// of WRIT_TEST_POSTGRES_DSN, dropped when the test ends, and returns its
+// DSN. Without the variable the test is skipped, or fails when
+// WRIT_TEST_REQUIRE_ALL=1 (as sqlstore's forEachDialect does).
+func postgresDatabase(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("WRIT_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		if os.Getenv("WRIT_TEST_REQUIRE_ALL") == "1" {
+			t.Fatal("WRIT_TEST_POSTGRES_DSN is unset and WRIT_TEST_REQUIRE_ALL=1: the PostgreSQL tests must run")
+		}
+		t.Skip("WRIT_TEST_POSTGRES_DSN is unset (scripts/test.sh starts a throwaway PostgreSQL)")
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("open %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("writ_test_%x", rnd)
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("create test database (is WRIT_TEST_POSTGRES_DSN=%s reachable, with CREATEDB?): %v", dsn, err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// TestReplicas runs two servers on one PostgreSQL database, as replicas
+// behind one public URL: a run killed on one is refused by the other, the
+// events written through both end up in one consistent log, and when the
+// replica that sequences the log stops the other takes over.
+func TestReplicas(t *testing.T) {
+	dsn := postgresDatabase(t)
+	d := prepareDev(t)
+	d.cfg.Store = dsn
+	d.cfg.PublicURL = "http://writ-replicas.test" // the load balancer's
+	var logA syncBuffer
+	loggerA, err := server.NewLogger(&logA, "text", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, d.cfg, server.Options{Logger: loggerA}, d.finish(t))
+	b := start(t, d.cfg, server.Options{}, nil)
+	ctx := context.Background()
+	adminA, adminB := client.New(a.url, d.env.Token), client.New(b.url, d.env.Token)
+
+	// Runs start through both replicas; each replica accepts the tokens
+	// the other issued.
+	var runs []*client.Run
+	for i := range 6 {
+		via := []string{a.url, b.url}[i%2]
+		run, err := client.New(via, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil)
+		if err != nil {
+			t.Fatalf("start run %d via %s: %v", i, via, err)
+		}
+		runs = append(runs, run)
+	}
+	for _, run := range runs {
+		for _, via := range []string{a.url, b.url} {
+			if _, err := client.New(via, run.Token).GetRun(ctx, string(run.ID)); err != nil {
+				t.Fatalf("run %s reads itself via %s: %v", run.ID, via, err)
+			}
+		}
+	}
+
+	// A kill on A reaches B.
+	victim := runs[1] // started on B
+	if _, err := adminA.Transition(ctx, string(victim.ID), "kill", "replica test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New(a.url, victim.Token).GetRun(ctx, string(victim.ID)); err == nil {
+		t.Fatal("A accepts the token of the run it killed")
+	}
+	poll(t, "B to refuse the killed run's token", func() bool {
+		_, err := client.New(b.url, victim.Token).GetRun(ctx, string(victim.ID))
+		return err != nil
+	})
+	if _, err := adminB.Transition(ctx, string(runs[2].ID), "end", "replica test"); err != nil {
+		t.Fatal(err)
+	}
+
+	// One log holds every event, whichever replica wrote it; both serve it.
+	first := waitLogged(t, b.srv.Store(), adminA, newAuditAPI(t, a.url, d.env.Token))
+	waitLogged(t, a.srv.Store(), adminB, newAuditAPI(t, b.url, d.env.Token))
+
+	// Stop the sequencer (A, which started first and took the lock: its
+	// log says so), and B takes over.
+	poll(t, "A to hold the sequencer lock", func() bool { return strings.Contains(logA.String(), "sequencing the audit log") })
+	if err := a.stop(); err != nil {
+		t.Fatalf("stop A: %v", err)
+	}
+	for range 3 {
+		if _, err := client.New(b.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	latest := waitLogged(t, b.srv.Store(), adminB, newAuditAPI(t, b.url, d.env.Token))
+	if latest.Size <= first.Size {
+		t.Fatalf("after A stopped the log stays at %d entries", latest.Size)
+	}
+	es, err := adminB.AuditEntries(ctx, 0, latest.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]auditlog.Entry, len(es))
+	for i, e := range es {
+		entries[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
+	}
+	if _, err := auditlog.Verify(latest, entries, []auditlog.Checkpoint{first}); err != nil {
+		t.Fatalf("the log B extended after A stopped: %v", err)
+	}
+}
+
+// waitLogged waits until every event committed in store is in the log, and
+// returns the checkpoint c serves for it (checked with api's key) after
+// verifying the whole log against it.
+func waitLogged(t *testing.T, store *sqlstore.DB, c *client.Client, api *auditAPI) auditlog.Checkpoint {
+	t.Helper()
+	ctx := context.Background()
+	var n int
+	poll(t, "every event to be logged", func() bool {
+		un, err := store.Unsequenced(ctx, 1)
+		if err != nil || len(un) > 0 {
+			return false
+		}
+		n = len(storeEvents(t, store))
+		size, err := store.LogSize(ctx)
+		return err == nil && size == int64(n)
+	})
+	var cp auditlog.Checkpoint
+	poll(t, "the served checkpoint to cover every event", func() bool {
+		note, err := c.AuditCheckpoint(ctx, int64(n))
+		if err != nil {
+			return false
+		}
+		cp = api.open(note)
+		return cp.Size >= int64(n)
+	})
+	es, err := c.AuditEntries(ctx, 0, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := make([]auditlog.Entry, len(es))
+	for i, e := range es {
+		entries[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
+	}
+	if _, err := auditlog.Verify(cp, entries, nil); err != nil {
+		t.Fatalf("the log served by %s: %v", c.BaseURL(), err)
+	}
+	return cp
+}
