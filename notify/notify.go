@@ -321,11 +321,15 @@ func DefaultBackoff(attempt int) time.Duration {
 
 // Run delivers events until ctx is done, then returns nil. Each webhook
 // is served by its own goroutine, so a slow or failing receiver delays
-// only its own notifications. Run may be called once.
+// only its own notifications. Run may not be called while it runs; once
+// it returned, it may be called again (it resumes from the cursors).
 func (n *Notifier) Run(ctx context.Context) error {
 	if !n.running.CompareAndSwap(false, true) {
 		return errors.New("notify: Run called twice")
 	}
+	// Run may be called again once it returned: the server runs it only
+	// while it holds the sequencer lock, so that one replica delivers.
+	defer n.running.Store(false)
 	if len(n.hooks) == 0 {
 		<-ctx.Done()
 		return nil

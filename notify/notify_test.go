@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -874,5 +875,39 @@ func TestCursorName(t *testing.T) {
 	want := "webhook:3:" + hex.EncodeToString(sum[:])[:12]
 	if got := notify.CursorName(3, "https://example.org/hook?token=s3cr3t"); got != want {
 		t.Errorf("CursorName = %q; want %q", got, want)
+	}
+}
+
+// TestRunAgain: the server runs the notifier only while it holds the
+// sequencer lock, so Run is called again after it returned (resuming from
+// the durable cursor); a second Run while one runs is refused.
+func TestRunAgain(t *testing.T) {
+	db := openDB(t, sqlstore.Config{})
+	var got atomic.Int64
+	rc := newReceiver(t, func(string, int) int { got.Add(1); return http.StatusOK })
+	st := newStore(db)
+	n, err := notify.New(notify.Config{Store: st, Webhooks: []notify.Webhook{{URL: rc.URL}}, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		select { // the webhook read its cursor: events from now on are its
+		case <-st.started:
+		case <-time.After(deadline):
+			t.Fatal("the notifier did not read its cursor")
+		}
+		appendEvent(t, db, approval("approval.requested", fmt.Sprintf("apr_%d", round)))
+		n.Wake()
+		waitFor(t, "the round's event", func() bool { return got.Load() == int64(round+1) })
+		if err := n.Run(context.Background()); err == nil {
+			t.Fatal("a second Run while one runs was accepted")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
 	}
 }

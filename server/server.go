@@ -274,7 +274,6 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
 	g.Go(func() error { return s.sequence(gctx) })
-	g.Go(func() error { return s.notifier.Run(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	serveErr := make(chan error, 1)
@@ -335,7 +334,19 @@ func (s *Server) sequence(ctx context.Context) error {
 			continue
 		}
 		s.log.DebugContext(ctx, "sequencing the audit log")
+		// The webhook notifier delivers from the replica that sequences,
+		// so several replicas do not send every event several times.
+		nctx, stopNotify := context.WithCancel(held)
+		notified := make(chan struct{})
+		go func() {
+			defer close(notified)
+			if err := s.notifier.Run(nctx); err != nil {
+				s.log.ErrorContext(ctx, "webhook notifier", slog.Any("error", err))
+			}
+		}()
 		err = s.audit.Run(held)
+		stopNotify()
+		<-notified
 		release()
 		if err != nil {
 			return err
