@@ -78,21 +78,9 @@ func (s *Scope) Outside(a *Agent, p *Profile) []string {
 			out = append(out, "repo:"+r.Name)
 		}
 	}
-	for _, t := range s.Tools {
-		if !anyCovers(p.Tools, t, ToolCovers) {
-			out = append(out, "tool:"+t)
-		}
-	}
-	for _, h := range s.Hosts {
-		if !anyCovers(p.Hosts, h, HostCovers) {
-			out = append(out, "host:"+h)
-		}
-	}
-	for _, e := range s.Environments {
-		if !anyCovers(p.Environments, e, PathCovers) {
-			out = append(out, "environment:"+e)
-		}
-	}
+	out = uncovered(out, "tool", s.Tools, p.Tools, ToolCovers)
+	out = uncovered(out, "host", s.Hosts, p.Hosts, HostCovers)
+	out = uncovered(out, "environment", s.Environments, p.Environments, PathCovers)
 	if !p.Secrets {
 		for _, sec := range s.Secrets {
 			out = append(out, "secret:"+sec)
@@ -231,24 +219,18 @@ func (s *Scope) Within(parent *Scope) []string {
 			}
 		}
 	}
-	for _, t := range s.Tools {
-		if !anyCovers(parent.Tools, t, ToolCovers) {
-			out = append(out, "tool:"+t)
-		}
-	}
-	for _, h := range s.Hosts {
-		if !anyCovers(parent.Hosts, h, HostCovers) {
-			out = append(out, "host:"+h)
-		}
-	}
-	for _, e := range s.Environments {
-		if !anyCovers(parent.Environments, e, PathCovers) {
-			out = append(out, "environment:"+e)
-		}
-	}
-	for _, sec := range s.Secrets {
-		if !anyCovers(parent.Secrets, sec, PathCovers) {
-			out = append(out, "secret:"+sec)
+	out = uncovered(out, "tool", s.Tools, parent.Tools, ToolCovers)
+	out = uncovered(out, "host", s.Hosts, parent.Hosts, HostCovers)
+	out = uncovered(out, "environment", s.Environments, parent.Environments, PathCovers)
+	return uncovered(out, "secret", s.Secrets, parent.Secrets, PathCovers)
+}
+
+// uncovered appends "kind:item" to out for every item no pattern of pats
+// covers.
+func uncovered(out []string, kind string, items, pats []string, covers func(p, q string) bool) []string {
+	for _, it := range items {
+		if !anyCovers(pats, it, covers) {
+			out = append(out, kind+":"+it)
 		}
 	}
 	return out

@@ -157,15 +157,7 @@ func Load(ctx context.Context, fsys fs.FS, o LoadOptions) (*Bundle, error) {
 		return nil, fail("read", err.Error())
 	}
 	b := &Bundle{Source: o.Source, timeout: o.Timeout, LoadedAt: o.Now().UTC()}
-	var manifest bytes.Buffer
-	for _, f := range files {
-		sum := sha256.Sum256(f.data)
-		h := hex.EncodeToString(sum[:])
-		fmt.Fprintf(&manifest, "%s  %s\n", h, f.path)
-		b.Files = append(b.Files, File{Path: f.path, SHA256: h, Test: strings.HasSuffix(f.path, "_test.rego")})
-	}
-	sum := sha256.Sum256(manifest.Bytes())
-	b.Digest = "sha256:" + hex.EncodeToString(sum[:])
+	b.Digest, b.Files = manifest(files)
 
 	// data: the bundle's own data.json, with the configuration under
 	// writ.config. A bundle may not define writ.config itself.
@@ -600,13 +592,24 @@ func Digest(fsys fs.FS) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var manifest bytes.Buffer
+	d, _ := manifest(files)
+	return d, nil
+}
+
+// manifest returns the content digest of files — the SHA-256 of the lines
+// "<sha256 hex>  <path>\n" sorted by path, as sha256sum prints them — and
+// the files as a bundle lists them.
+func manifest(files []bundleFile) (string, []File) {
+	var m bytes.Buffer
+	out := make([]File, 0, len(files))
 	for _, f := range files {
 		sum := sha256.Sum256(f.data)
-		fmt.Fprintf(&manifest, "%s  %s\n", hex.EncodeToString(sum[:]), f.path)
+		h := hex.EncodeToString(sum[:])
+		fmt.Fprintf(&m, "%s  %s\n", h, f.path)
+		out = append(out, File{Path: f.path, SHA256: h, Test: strings.HasSuffix(f.path, "_test.rego")})
 	}
-	sum := sha256.Sum256(manifest.Bytes())
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	sum := sha256.Sum256(m.Bytes())
+	return "sha256:" + hex.EncodeToString(sum[:]), out
 }
 
 // Trace evaluates input like Eval and writes OPA's evaluation trace (each

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -34,18 +35,27 @@ func PolicyData(cfg Config) map[string]any {
 // LoadPolicy loads the bundle cfg names (the embedded default when none),
 // with cfg's data, running the bundle's own tests.
 func LoadPolicy(ctx context.Context, cfg Config, now func() time.Time) (*policy.Bundle, error) {
-	fsys, source := policy.Default(), "embedded"
-	if cfg.Policy.Bundle != "" {
-		st, err := os.Stat(cfg.Policy.Bundle)
-		if err != nil {
-			return nil, fmt.Errorf("policy.bundle: %w", err)
-		}
-		if !st.IsDir() {
-			return nil, fmt.Errorf("policy.bundle %s: want a directory of .rego files", cfg.Policy.Bundle)
-		}
-		fsys, source = os.DirFS(cfg.Policy.Bundle), cfg.Policy.Bundle
+	fsys, source, err := PolicyBundle(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return policy.Load(ctx, fsys, policy.LoadOptions{Source: source, Config: PolicyData(cfg), Timeout: cfg.Policy.Timeout, Now: now})
+}
+
+// PolicyBundle returns the files of the bundle cfg names and where they
+// come from: the directory policy.bundle, or the embedded default.
+func PolicyBundle(cfg Config) (fs.FS, string, error) {
+	if cfg.Policy.Bundle == "" {
+		return policy.Default(), "embedded", nil
+	}
+	st, err := os.Stat(cfg.Policy.Bundle)
+	if err != nil {
+		return nil, "", fmt.Errorf("policy.bundle: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, "", fmt.Errorf("policy.bundle %s: want a directory of .rego files", cfg.Policy.Bundle)
+	}
+	return os.DirFS(cfg.Policy.Bundle), cfg.Policy.Bundle, nil
 }
 
 func newPolicyState(ctx context.Context, cfg Config, log *slog.Logger, now func() time.Time) (*policyState, error) {

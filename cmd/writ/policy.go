@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -191,12 +190,12 @@ func (o *policyOpts) load(ctx context.Context, skipTests bool) (*policy.Bundle, 
 		}
 		cfg = c
 	}
-	fsys, source := policy.Default(), "embedded"
-	switch {
-	case o.bundle != "":
-		fsys, source = os.DirFS(o.bundle), o.bundle
-	case cfg.Policy.Bundle != "":
-		fsys, source = os.DirFS(cfg.Policy.Bundle), cfg.Policy.Bundle
+	if o.bundle != "" {
+		cfg.Policy.Bundle = o.bundle
+	}
+	fsys, source, err := server.PolicyBundle(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return policy.Load(ctx, fsys, policy.LoadOptions{Source: source, Config: server.PolicyData(cfg), Timeout: 10 * time.Second, SkipTests: skipTests})
 }
