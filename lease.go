@@ -40,12 +40,12 @@ const MaxLeaseTTL = 15 * time.Minute
 // Lease is one issued credential, bound to the run that asked for it.
 // It never holds the credential itself.
 type Lease struct {
-	ID          string    `json:"id"`
-	Run         RunID     `json:"run"`
-	Kind        string    `json:"kind"`
-	Target      string    `json:"target"`
-	Permissions []string  `json:"permissions"`
-	Decision    string    `json:"decision"`
+	ID          string   `json:"id"`
+	Run         RunID    `json:"run"`
+	Kind        string   `json:"kind"`
+	Target      string   `json:"target"`
+	Permissions []string `json:"permissions"`
+	Decision    string   `json:"decision"`
 	// Approval is the approval request whose use allowed the lease, when
 	// one was needed.
 	Approval string `json:"approval,omitempty"`
@@ -104,4 +104,48 @@ type Secret struct {
 	Sealed      []byte    `json:"-"`
 	UpdatedAt   time.Time `json:"updatedAt"`
 	UpdatedBy   string    `json:"updatedBy"`
+}
+
+// Revocation is one lease the revoker claimed.
+type Revocation struct {
+	Lease  *Lease
+	Handle []byte
+	// Reason is why it is due: the reason someone gave, run_<state> for a
+	// run that stopped, expired, or issue_incomplete for a lease whose
+	// issuing never finished.
+	Reason string
+	// Alerted reports whether an alert was already raised for it.
+	Alerted bool
+}
+
+// RevocationResult is the outcome of one claimed revocation.
+type RevocationResult struct {
+	ID string
+	// Revoked is true when the backend took the credential back; Event
+	// (credential.revoked) is then appended, once.
+	Revoked bool
+	Reason  string
+	Event   *Event
+	// A failed attempt: the error to show, when to try again, and an
+	// alert event to append (the lease is then marked alerted).
+	Error       string
+	NextAttempt time.Time
+	Alert       *Event
+}
+
+// CredentialRequest is the body of POST /v1/runs/{id}/credentials: a
+// credential of kind (a backend) for target, with permissions, for at
+// most TTL (0: as long as policy allows).
+type CredentialRequest struct {
+	Kind        string   `json:"kind"`
+	Target      string   `json:"target"`
+	Permissions []string `json:"permissions,omitempty"`
+	TTL         Duration `json:"ttl,omitzero"`
+}
+
+// IssuedCredential is the answer to a credential request: the lease and,
+// once only, the credential itself.
+type IssuedCredential struct {
+	Lease      *Lease     `json:"lease"`
+	Credential Credential `json:"credential"`
 }

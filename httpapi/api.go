@@ -76,6 +76,10 @@ type Config struct {
 	// SensitiveEnvironments names the environments configured sensitive,
 	// for the risk an approver is shown.
 	SensitiveEnvironments map[string]bool
+	// Broker issues and revokes credentials; Secrets manages static
+	// secrets (nil without a broker key).
+	Broker  Broker
+	Secrets Secrets
 	// OnRunCreated is called after a run is committed, so background loops
 	// (the expiry loop) can wake; may be nil.
 	OnRunCreated func(*writ.Run)
@@ -144,6 +148,14 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("POST /v1/runs/{id}/token", a.auth(ownRun, a.mintToken))
 	a.route("POST /v1/runs/{id}/delegate", a.auth(ownRun, a.delegate))
 
+	a.route("POST /v1/runs/{id}/credentials", a.auth(ownRun, a.requestCredential))
+	a.route("GET /v1/runs/{id}/credentials", a.auth(humans|ownRun, a.listCredentials))
+	a.route("GET /v1/leases/{id}", a.auth(humans|tokenRun, a.showLease))
+	a.route("POST /v1/leases/{id}/revoke", a.auth(humans|tokenRun, a.revokeLease))
+	a.route("GET /v1/secrets", a.human(a.listSecrets))
+	a.route("PUT /v1/secrets/{env}/{name}", a.human(a.putSecret))
+	a.route("DELETE /v1/secrets/{env}/{name}", a.human(a.deleteSecret))
+
 	a.route("POST /v1/decide", a.auth(humans|tokenRun, a.decide))
 	a.route("POST /v1/decisions/{id}/outcome", a.auth(tokenRun, a.decisionOutcome))
 	a.route("POST /v1/outcomes", a.auth(tokenRun, a.callOutcome))
@@ -180,7 +192,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// returned) sets the request's path values.
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		a.instrument("unmatched", func(w http.ResponseWriter, r *http.Request) error {
-			if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodDelete {
 				return writ.Errorf(writ.KindNotFound, "no_route", "%s %s is not a writ API route", r.Method, r.URL.Path)
 			}
 			return writ.Errorf(writ.KindNotFound, "no_route", "%s is not a writ API route; see DESIGN.md §4.8", r.URL.Path)

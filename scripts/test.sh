@@ -82,6 +82,10 @@ start_postgres() {
   local port=$((20000 + RANDOM % 30000))
   "${pg_run[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 --no-sync >"$pg_dir/initdb.log" 2>&1 ||
     { cat "$pg_dir/initdb.log"; return 1; }
+  # The postgres superuser connects without a password; every other role
+  # (the broker's dynamic roles) must give its password, so the tests can
+  # show a revoked role's password stops working.
+  printf 'local all postgres trust\nlocal all all scram-sha-256\n' | "${pg_run[@]}" tee "$pg_dir/data/pg_hba.conf" >/dev/null
   "${pg_run[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
     -o "-p $port -k $pg_dir -c listen_addresses= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
     start >/dev/null || { cat "$pg_dir/server.log"; return 1; }

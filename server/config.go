@@ -40,6 +40,7 @@ type fileConfig struct {
 	Repos        []fileRepo        `json:"repos"`
 	Policy       filePolicy        `json:"policy"`
 	Notify       fileNotify        `json:"notify"`
+	Broker       fileBroker        `json:"broker"`
 }
 
 type fileNotify struct {
@@ -157,6 +158,7 @@ type Config struct {
 	Repos        []decision.RepoRules
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
+	Broker       BrokerConfig
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -312,6 +314,15 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
 	}
 	cfg.resolve(baseDir)
+	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(baseDir, p)
+	})
+	if err != nil {
+		return Config{}, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

@@ -51,6 +51,14 @@ keys:                                 # private keys, mode 0600, never reachable
   log: keys/log.key                   # Ed25519: signs audit log checkpoints
   attest: keys/attest.pem             # ECDSA P-256: signs attestations, countersigns approvals
 
+# The credential broker (docs/credentials.md): runs get short leases, revoked
+# when they stop. key (or WRIT_BROKER_KEY) seals static secrets and revocation
+# handles at rest; git credentials need nothing else.
+broker:
+  key: keys/broker.key                # AES-256, mode 0600, never in the database
+  # postgres:                         # dynamic roles; the admin DSN from a file or env
+  #   - {name: app, dsnFile: /etc/writ/app-admin.dsn, allow: ["read:public"]}
+
 # Who may sign triggers. Keys are SSH authorized_keys lines or PEM public
 # keys (Ed25519 or ECDSA P-256). may: which agents and profiles they may start.
 signers:
@@ -158,7 +166,8 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 	// those the template writes (the defaults). The exclusive creates below
 	// still guard against a file appearing meanwhile.
 	keys := DefaultConfig().Keys
-	existing := []string{res.Config, res.Trigger, filepath.Join(dir, keys.Identity), filepath.Join(dir, keys.Log), filepath.Join(dir, keys.Attest)}
+	existing := []string{res.Config, res.Trigger, filepath.Join(dir, keys.Identity), filepath.Join(dir, keys.Log), filepath.Join(dir, keys.Attest),
+		filepath.Join(dir, "keys", "broker.key")}
 	if o.HumanKey == "" {
 		k := filepath.Join(dir, o.Human+".key")
 		existing = append(existing, k, k+".pub")
@@ -188,6 +197,9 @@ func Init(dir string, o InitOptions) (*InitResult, error) {
 		return nil, fmt.Errorf("generated config is invalid (a bug): %w", err)
 	}
 	if err := GenerateKeys(cfg.Keys, cfg.TrustDomain); err != nil {
+		return nil, err
+	}
+	if err := GenerateBrokerKey(cfg.Broker.KeyFile); err != nil {
 		return nil, err
 	}
 	if err := writeNewFile(res.Config, buf.Bytes(), 0o644); err != nil {

@@ -29,7 +29,9 @@ type policyState struct {
 
 // PolicyData is the configuration handed to Rego as data.writ.config.
 func PolicyData(cfg Config) map[string]any {
-	return decision.PolicyData(cfg.Profiles, cfg.Environments, cfg.Repos, cfg.Policy.Denials, cfg.Policy.Approvers)
+	d := decision.PolicyData(cfg.Profiles, cfg.Environments, cfg.Repos, cfg.Policy.Denials, cfg.Policy.Approvers)
+	d["credentials"] = cfg.Broker.policyData()
+	return d
 }
 
 // LoadPolicy loads the bundle cfg names (the embedded default when none),

@@ -25,6 +25,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/auditlog"
+	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/notify"
@@ -58,6 +59,9 @@ type Server struct {
 	policy    *policyState
 	decider   *decision.Point
 	approvals *approval.Service
+	broker    *brokerParts
+	// brokerRef lets the store's commit hook reach the broker's revoker.
+	brokerRef atomic.Pointer[broker.Broker]
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -109,6 +113,15 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		OnRunChanged: func(id writ.RunID) {
 			if a := s.apiRef.Load(); a != nil {
 				a.RunChanged(id)
+			}
+			if b := s.brokerRef.Load(); b != nil {
+				b.Wake()
+			}
+		},
+		// A run stopped (or resumed): its leases may be due.
+		OnRunsChanged: func() {
+			if b := s.brokerRef.Load(); b != nil {
+				b.Wake()
 			}
 		},
 	})
@@ -169,11 +182,22 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		Store: store, Ring: ring, Humans: humans, Attest: keys.Attest, SelfApproval: cfg.Policy.SelfApproval,
 		PolicyDigest: func() string { return s.policy.engine.Bundle().Digest }, Logger: s.log, Now: s.now,
 	})
+	s.broker, err = newBroker(cfg, store, store, s.decider, nil, s.log, s.now)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	s.brokerRef.Store(s.broker.broker)
+	var secrets httpapi.Secrets
+	if s.broker.secrets != nil {
+		secrets = s.broker.secrets
+	}
 	sensitive := map[string]bool{}
 	for _, e := range cfg.Environments {
 		sensitive[e.Name] = e.Sensitive
 	}
 	s.api = httpapi.New(httpapi.Config{
+		Broker: s.broker.broker, Secrets: secrets,
 		Decider: s.decider, MaxDepth: cfg.MaxDepth, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
 		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
 		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
@@ -276,6 +300,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.sequence(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
+	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -296,6 +321,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if e := g.Wait(); e != nil && !errors.Is(e, context.Canceled) && err == nil {
 		err = e
 	}
+	s.broker.close()
 	if e := s.store.Close(); e != nil && err == nil {
 		err = e
 	}
@@ -359,7 +385,10 @@ func (s *Server) sequence(ctx context.Context) error {
 }
 
 // Close releases the store when Run was never called.
-func (s *Server) Close() error { return s.store.Close() }
+func (s *Server) Close() error {
+	s.broker.close()
+	return s.store.Close()
+}
 
 func (s *Server) poke() {
 	select {

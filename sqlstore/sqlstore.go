@@ -48,6 +48,10 @@ type Config struct {
 	// it may block briefly (notifications wait meanwhile). On SQLite, with
 	// one process, it is never called.
 	OnRunChanged func(writ.RunID)
+	// OnRunsChanged, when set, is called on the writer goroutine (so it
+	// must not block) after every commit of this process that changed the
+	// state of some run — the broker's revoker wakes on it.
+	OnRunsChanged func()
 }
 
 // Durability levels for [Config].

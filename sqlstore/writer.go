@@ -177,6 +177,9 @@ func (db *DB) commit(batch []*request, errs []error) {
 	if tx.events > 0 && db.cfg.OnEvents != nil {
 		db.cfg.OnEvents()
 	}
+	if tx.runsChanged && db.cfg.OnRunsChanged != nil {
+		db.cfg.OnRunsChanged()
+	}
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
@@ -278,10 +281,13 @@ type wtx struct {
 	// runs are the ids of the runs whose state the batch changed
 	// (including rolled-back changes), for the notification to replicas.
 	runs []string
+	// runsChanged is set when the batch changed some run's state.
+	runsChanged bool
 }
 
 // runChanged records that the batch changed the state of run id.
 func (tx *wtx) runChanged(id string) {
+	tx.runsChanged = true
 	if tx.db.d.notify {
 		tx.runs = append(tx.runs, id)
 	}

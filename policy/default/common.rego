@@ -139,7 +139,7 @@ needs_repo if action_kind in {"git.fetch", "git.push", "merge"}
 
 needs_repo if {
 	action_kind == "credential"
-	action_name == "git"
+	action_name in {"git", "github"}
 }
 
 needs_repo if {
@@ -160,7 +160,7 @@ violation contains reason(
 git_write_credential if {
 	action_kind == "credential"
 	action_name == "git"
-	input.action.args.permissions == "write"
+	"write" in credential_perms
 }
 
 # Actions that write to the repository they name.
@@ -309,4 +309,82 @@ violation contains reason(
 	action_kind == "credential"
 	not action_name in {"git", "secret"}
 	run_profile != "release"
+}
+
+# The broker's configuration (data.writ.config.credentials): the kinds it
+# issues, each PostgreSQL database's allowed permissions, the Vault paths.
+credential_conf := object.get(cfg, "credentials", {})
+
+# What a credential request asks for; the broker, not the run, builds these args.
+credential_perms := object.get(input, ["action", "args", "permissions"], [])
+
+credential_target := object.get(input, ["action", "args", "target"], "")
+
+# A kind no configured backend issues.
+violation contains reason(
+	"credential_kind_unknown",
+	sprintf("no %q credential backend is configured; ask for one of %v", [action_name, object.get(credential_conf, "kinds", [])]),
+) if {
+	action_kind == "credential"
+	"kinds" in object.keys(credential_conf)
+	not action_name in credential_conf.kinds
+}
+
+# The longest a credential lives, in seconds (writ.rego's maxTTL says the same).
+max_credential_seconds := 300
+
+# A credential asked for longer than the cap is refused, not silently shortened.
+violation contains reason(
+	"credential_ttl_too_long",
+	sprintf("a credential lives at most %d seconds; ask for a ttl of 5m or less, or none", [max_credential_seconds]),
+) if {
+	action_kind == "credential"
+	object.get(input, ["action", "args", "ttlSeconds"], 0) > max_credential_seconds
+}
+
+# The permissions each kind may have: git read or write; a secret or a Vault
+# path read; GitHub read plus issues and pull requests (writes to code go
+# through writ's git gateway); PostgreSQL what writ.yaml allows on that database.
+credential_perms_allowed := {"read", "write"} if action_name == "git"
+
+credential_perms_allowed := {"read"} if action_name in {"secret", "vault"}
+
+credential_perms_allowed := {
+	"contents:read", "metadata:read", "issues:read", "issues:write",
+	"pull_requests:read", "pull_requests:write",
+} if action_name == "github"
+
+credential_perms_allowed := {p | some p in object.get(credential_conf, ["postgres", credential_target], [])} if action_name == "postgres"
+
+# Requested permissions beyond those.
+credential_perms_too_wide contains p if {
+	action_kind == "credential"
+	some p in credential_perms
+	not p in credential_perms_allowed
+}
+
+violation contains reason(
+	"credential_permissions_not_allowed",
+	sprintf("permissions %v are not allowed for a %s credential on %q (allowed: %v); ask for less", [sort(credential_perms_too_wide), action_name, credential_target, sort(object.get({"x": credential_perms_allowed}, "x", set()))]),
+) if {
+	count(credential_perms_too_wide) > 0
+}
+
+# PostgreSQL databases and Vault paths must be configured targets.
+violation contains reason(
+	"credential_target_unknown",
+	sprintf("no PostgreSQL database %q is configured for leases (configured: %v)", [credential_target, object.keys(object.get(credential_conf, "postgres", {}))]),
+) if {
+	action_kind == "credential"
+	action_name == "postgres"
+	not credential_target in object.keys(object.get(credential_conf, "postgres", {}))
+}
+
+violation contains reason(
+	"credential_target_unknown",
+	sprintf("Vault path %q is not one writ reads for runs (configured: %v)", [credential_target, object.get(credential_conf, "vault", [])]),
+) if {
+	action_kind == "credential"
+	action_name == "vault"
+	not credential_target in object.get(credential_conf, "vault", [])
 }

@@ -301,3 +301,74 @@ test_message_names_repo_from_context if {
 	d.code == "protected_branch"
 	contains(d.message, "acme/api")
 }
+
+# ------------------------------------------------ broker credential rules
+
+cred_config := {"credentials": {"kinds": ["git", "secret", "postgres", "vault", "github"], "postgres": {"app": ["read:public", "write:app"]}, "vault": ["database/creds/readonly"]}}
+
+pg_cred(perms) := {"action": {"kind": "credential", "name": "postgres", "args": {"target": "app", "permissions": perms, "ttl": "5m0s", "ttlSeconds": 300}}}
+
+github_cred(perms) := {
+	"action": {"kind": "credential", "name": "github", "args": {"target": "acme/api", "permissions": perms, "ttlSeconds": 300}, "target": {"repo": "acme/api"}},
+	"context": repo_ctx(true, true),
+}
+
+test_credential_kind_unknown_denied if {
+	r := decide_with({"action": {"kind": "credential", "name": "aws", "args": {"target": "x", "permissions": ["read"]}}}, cred_config)
+	denied(r, "credential_kind_unknown")
+}
+
+test_credential_kind_configured_not_unknown if not_denied(decide_with(git_cred("read"), cred_config), "credential_kind_unknown")
+
+test_credential_kind_unknown_only_with_broker_config if not_denied(decide({"action": {"kind": "credential", "name": "aws"}}), "credential_kind_unknown")
+
+test_credential_ttl_over_cap_denied if {
+	r := decide_with(object.union(git_cred("read"), {"action": {"args": {"ttlSeconds": 301}}}), cred_config)
+	denied(r, "credential_ttl_too_long")
+}
+
+test_credential_ttl_at_cap_allowed if allowed(decide_with(object.union(git_cred("read"), {"action": {"args": {"ttlSeconds": 300}}}), cred_config))
+
+test_git_credential_unknown_permission_denied if denied(decide_with(git_cred("admin"), cred_config), "credential_permissions_not_allowed")
+
+test_postgres_permission_allowed_by_config if {
+	r := decide_with(as_profile("release", pg_cred(["read:public"])), cred_config)
+	not_denied(r, "credential_permissions_not_allowed")
+	not_denied(r, "credential_target_unknown")
+}
+
+test_postgres_permission_beyond_config_denied if denied(decide_with(as_profile("release", pg_cred(["write:public"])), cred_config), "credential_permissions_not_allowed")
+
+test_postgres_unknown_database_denied if {
+	r := decide_with(as_profile("release", object.union(pg_cred(["read:public"]), {"action": {"args": {"target": "billing"}}})), cred_config)
+	denied(r, "credential_target_unknown")
+}
+
+test_vault_unknown_path_denied if {
+	r := decide_with(as_profile("release", {"action": {"kind": "credential", "name": "vault", "args": {"target": "aws/creds/admin", "permissions": ["read"]}}}), cred_config)
+	denied(r, "credential_target_unknown")
+}
+
+test_vault_configured_path_not_unknown if {
+	r := decide_with(as_profile("release", {"action": {"kind": "credential", "name": "vault", "args": {"target": "database/creds/readonly", "permissions": ["read"]}}}), cred_config)
+	not_denied(r, "credential_target_unknown")
+}
+
+test_github_read_and_issues_allowed_for_release if {
+	r := decide_with(as_profile("release", github_cred(["contents:read", "issues:write", "pull_requests:write"])), cred_config)
+	count(r.deny) == 0
+}
+
+test_github_contents_write_denied if denied(decide_with(as_profile("release", github_cred(["contents:write"])), cred_config), "credential_permissions_not_allowed")
+
+test_github_workflows_denied if denied(decide_with(as_profile("release", github_cred(["workflows:write"])), cred_config), "credential_permissions_not_allowed")
+
+test_github_repo_out_of_scope_denied if {
+	r := decide_with(as_profile("release", object.union(github_cred(["contents:read"]), {"context": repo_ctx(false, false)})), cred_config)
+	denied(r, "repo_not_in_scope")
+}
+
+test_secret_write_permission_denied if {
+	r := decide_with(as_profile("release", object.union(secret(true), {"action": {"args": {"target": "production/db", "permissions": ["write"]}}})), cred_config)
+	denied(r, "credential_permissions_not_allowed")
+}

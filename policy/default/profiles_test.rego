@@ -190,7 +190,7 @@ test_secret_fact_alone_needs_no_approval if allowed(decide(as_profile("release",
 test_secret_out_of_scope_no_approval if count(decide(as_profile("release", secret(false))).approval) == 0
 
 test_release_other_credential_needs_approval if {
-	r := decide(as_profile("release", {"action": {"kind": "credential", "name": "postgres"}}))
+	r := decide_with(as_profile("release", pg_cred(["read:public"])), cred_config)
 	asked(r, "secret_requires_approval", 1)
 	count(r.deny) == 0
 }

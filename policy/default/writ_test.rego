@@ -104,7 +104,7 @@ fetch := {"action": {"kind": "git.fetch", "name": "acme/api", "target": {"repo":
 merge := {"action": {"kind": "merge", "name": "acme/api", "target": {"repo": "acme/api", "ref": "writ/01jtest/fix"}}, "context": repo_ctx(true, true)}
 
 git_cred(permissions) := {
-	"action": {"kind": "credential", "name": "git", "args": {"permissions": permissions}, "target": {"repo": "acme/api"}},
+	"action": {"kind": "credential", "name": "git", "args": {"target": "acme/api", "permissions": [permissions], "ttl": "5m0s", "ttlSeconds": 300}, "target": {"repo": "acme/api"}},
 	"context": repo_ctx(true, true),
 }
 
