@@ -30,6 +30,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -381,7 +382,7 @@ func TestWiderPermissionsRefused(t *testing.T) {
 	for _, tt := range tests {
 		_, err := s.Issue(context.Background(), issueReq("acme/api", tt.perms...))
 		var we *writ.Error
-		if !asWritError(err, &we) || we.Kind != tt.kind || we.Code != tt.code || !slices.Equal(we.Items, tt.items) {
+		if !errors.As(err, &we) || we.Kind != tt.kind || we.Code != tt.code || !slices.Equal(we.Items, tt.items) {
 			t.Errorf("Issue(%v) = %#v; want %v %s listing %v", tt.perms, err, tt.kind, tt.code, tt.items)
 		}
 	}
@@ -645,12 +646,4 @@ func TestParsePermissions(t *testing.T) {
 	if err != nil || FormatPermissions(got) != "checks:read,issues:write" {
 		t.Errorf("ParsePermissions = %v, %v; want checks:read,issues:write", got, err)
 	}
-}
-
-func asWritError(err error, we **writ.Error) bool {
-	e, ok := err.(*writ.Error)
-	if ok {
-		*we = e
-	}
-	return ok
 }
