@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"log/slog"
@@ -294,4 +295,21 @@ func (a *API) verifyRunToken(raw string) (*token.Claims, error) {
 	a.verified.m[key] = c
 	a.verified.mu.Unlock()
 	return c, nil
+}
+
+// MintDownstream mints an unbound ≤ 5-minute JWT-SVID of run for a
+// configured downstream audience (Vault's JWT auth, for the broker), and
+// records it as a token.issued event by actor.
+func (a *API) MintDownstream(ctx context.Context, run *writ.Run, audience, actor string) (string, error) {
+	if !a.audienceAllowed(audience) {
+		return "", writ.Errorf(writ.KindInvalid, "audience_not_allowed", "audience %q is not configured (identity.audiences)", audience)
+	}
+	raw, c, err := a.mint(run, audience, "", unboundTTL, a.now())
+	if err != nil {
+		return "", err
+	}
+	if err := a.cfg.Store.AppendEvent(ctx, tokenEvent(run, c, actor)); err != nil {
+		return "", err
+	}
+	return raw, nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,13 +40,14 @@ type approvalRig struct {
 	*policyRig
 	humans map[string]*approver
 	clock  *atomic.Int64 // offset added to the real time, in ns
+	logs   *syncBuffer   // the server's log, at debug level
 }
 
 // startApprovals starts a dev server with three more humans: bob and carol
 // (maintainers) and dave (not a maintainer).
 func startApprovals(t testing.TB, mod func(cfg *server.Config)) *approvalRig {
 	t.Helper()
-	rig := &approvalRig{humans: map[string]*approver{}, clock: new(atomic.Int64)}
+	rig := &approvalRig{humans: map[string]*approver{}, clock: new(atomic.Int64), logs: &syncBuffer{}}
 	keys := map[string]crypto.Signer{}
 	d := prepareDev(t)
 	for _, h := range []struct {
@@ -66,11 +68,16 @@ func startApprovals(t testing.TB, mod func(cfg *server.Config)) *approvalRig {
 			Keys:   []string{strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))},
 		})
 	}
+	// A PostgreSQL database runs may ask roles on (never connected to in
+	// these tests: the gated request is decided, not issued).
+	t.Setenv("WRIT_TEST_APP_DSN", "postgres://writ@127.0.0.1:1/app?sslmode=disable")
+	d.cfg.Broker.Postgres = []server.PGDatabase{{Name: "app", DSNEnv: "WRIT_TEST_APP_DSN", Allow: []string{"read:public"}}}
 	if mod != nil {
 		mod(&d.cfg)
 	}
 	now := func() time.Time { return time.Now().Add(time.Duration(rig.clock.Load())) }
-	r := start(t, d.cfg, server.Options{Now: now}, d.finish(t))
+	log := slog.New(slog.NewTextHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := start(t, d.cfg, server.Options{Now: now, Logger: log}, d.finish(t))
 	rig.policyRig = &policyRig{t: t, d: d, r: r, human: client.New(r.url, d.env.Token)}
 	for name, k := range keys {
 		tok, err := rig.human.CreateToken(context.Background(), name, 72*time.Hour)
@@ -105,7 +112,7 @@ func (a *approvalRig) approve(who string, id string) (*writ.ApprovalRequest, err
 // pgCredential is a gated action whose approval binds to the action's
 // digest (a tool subject): a release run asking for a database role.
 func pgCredential(role string) writ.Action {
-	return writ.Action{Kind: writ.ActionCredential, Name: "postgres", Args: json.RawMessage(`{"role":"` + role + `"}`)}
+	return writ.Action{Kind: writ.ActionCredential, Name: "postgres", Args: json.RawMessage(`{"target":"app","permissions":["read:public"],"role":"` + role + `"}`)}
 }
 
 // TestApprovalAttacks: every way to approve without being entitled to is

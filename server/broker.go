@@ -236,6 +236,10 @@ func newBroker(cfg Config, store broker.Store, secretStore secret.Store, decider
 		sources[writ.CredentialPostgres] = pg
 	}
 	if cfg.Broker.Vault != nil {
+		if a := cfg.Broker.Vault.JWTAudience; a != "" && !slices.Contains(cfg.Audiences, a) {
+			bp.close()
+			return nil, fmt.Errorf("broker.vault.jwt.audience %q: add it to identity.audiences, the audiences writ mints run tokens for", a)
+		}
 		v, err := newVaultSource(cfg.Broker.Vault, mint, log)
 		if err != nil {
 			bp.close()

@@ -182,7 +182,16 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		Store: store, Ring: ring, Humans: humans, Attest: keys.Attest, SelfApproval: cfg.Policy.SelfApproval,
 		PolicyDigest: func() string { return s.policy.engine.Bundle().Digest }, Logger: s.log, Now: s.now,
 	})
-	s.broker, err = newBroker(cfg, store, store, s.decider, nil, s.log, s.now)
+	// Vault's JWT login mints the run's own token; the API mints (it is
+	// built below, before any request can reach the broker).
+	mint := func(ctx context.Context, run *writ.Run, aud string) (string, error) {
+		a := s.apiRef.Load()
+		if a == nil {
+			return "", errors.New("the API is not ready")
+		}
+		return a.MintDownstream(ctx, run, aud, writ.ActorSystem)
+	}
+	s.broker, err = newBroker(cfg, store, store, s.decider, mint, s.log, s.now)
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -580,3 +580,7 @@ func httpClient(c *http.Client) *http.Client {
 	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &out
 }
+
+// HandleIsSecret reports that a lease's handle (the token, which revokes
+// itself) is a secret: the broker seals it at rest.
+func (s *Source) HandleIsSecret() bool { return true }

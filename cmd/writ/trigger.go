@@ -19,6 +19,7 @@ type triggerNewOpts struct {
 	paths, tools, hosts                              listFlag
 	duration, ttl                                    time.Duration
 	write                                            bool
+	envs, secrets                                    listFlag
 }
 
 // listFlag is a repeatable string flag.
@@ -51,6 +52,8 @@ func init() {
 			fs.Var(&o.paths, "path", "path pattern the run may change (repeatable)")
 			fs.Var(&o.tools, "tool", "tool the run may use (repeatable; replaces the template's list)")
 			fs.Var(&o.hosts, "host", "host the run may reach (repeatable)")
+			fs.Var(&o.envs, "env", "environment the run may act on (repeatable)")
+			fs.Var(&o.secrets, "secret", "secret name pattern the run may ask for (repeatable)")
 			fs.StringVar(&o.ticket, "ticket", "", "ticket as SYSTEM:ID, e.g. jira:ENG-123")
 			fs.StringVar(&o.task, "task", "", "free text for the agent (never an input to scope)")
 			fs.DurationVar(&o.duration, "duration", 0, "the run's maximum duration (default 30m)")
@@ -91,6 +94,12 @@ func init() {
 			}
 			if len(o.hosts) > 0 {
 				t.Scope.Hosts = o.hosts
+			}
+			if len(o.envs) > 0 {
+				t.Scope.Environments = o.envs
+			}
+			if len(o.secrets) > 0 {
+				t.Scope.Secrets = o.secrets
 			}
 			if o.ticket != "" {
 				sys, id, ok := strings.Cut(o.ticket, ":")
