@@ -40,6 +40,7 @@ type fileConfig struct {
 	Repos        []fileRepo        `json:"repos"`
 	Policy       filePolicy        `json:"policy"`
 	Notify       fileNotify        `json:"notify"`
+	MCP          fileMCP           `json:"mcp"`
 }
 
 type fileNotify struct {
@@ -157,6 +158,7 @@ type Config struct {
 	Repos        []decision.RepoRules
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
+	MCP          MCPConfig        // mcp
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -311,6 +313,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	for _, w := range fc.Notify.Webhooks {
 		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
 	}
+	cfg.MCP = fc.MCP.config()
 	cfg.resolve(baseDir)
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -344,6 +347,9 @@ func (c *Config) resolve(dir string) {
 // the key it concerns.
 func (c *Config) Validate() error {
 	if err := notify.CheckWebhooks(c.Notify); err != nil {
+		return err
+	}
+	if err := c.MCP.validate(); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.PublicURL)

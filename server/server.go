@@ -27,6 +27,7 @@ import (
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/mcpgw"
 	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
@@ -58,6 +59,7 @@ type Server struct {
 	policy    *policyState
 	decider   *decision.Point
 	approvals *approval.Service
+	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -169,6 +171,10 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		Store: store, Ring: ring, Humans: humans, Attest: keys.Attest, SelfApproval: cfg.Policy.SelfApproval,
 		PolicyDigest: func() string { return s.policy.engine.Bundle().Digest }, Logger: s.log, Now: s.now,
 	})
+	if s.mcp, err = s.newMCP(); err != nil {
+		store.Close()
+		return nil, err
+	}
 	sensitive := map[string]bool{}
 	for _, e := range cfg.Environments {
 		sensitive[e.Name] = e.Sensitive
@@ -181,7 +187,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
-		Logger: s.log, Now: s.now, Registry: reg,
+		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(),
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
 				s.poke()
@@ -253,6 +259,9 @@ func (s *Server) Listen() (string, error) {
 		s.cfg.PublicURL = url
 		s.api.SetPublicURL(url)
 		s.notifier.SetPublicURL(url)
+		if s.mcp != nil {
+			s.mcp.SetPublicURL(url)
+		}
 	}
 	return url, nil
 }
@@ -276,6 +285,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.sequence(gctx) })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
+	if s.mcp != nil {
+		g.Go(func() error { s.mcp.Start(gctx); return nil }) // connects the MCP upstreams
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -295,6 +307,11 @@ func (s *Server) Run(ctx context.Context) error {
 	stopLoops()
 	if e := g.Wait(); e != nil && !errors.Is(e, context.Canceled) && err == nil {
 		err = e
+	}
+	if s.mcp != nil {
+		if e := s.mcp.Close(); e != nil {
+			s.log.Warn("closing MCP upstreams", slog.Any("error", e))
+		}
 	}
 	if e := s.store.Close(); e != nil && err == nil {
 		err = e
