@@ -85,7 +85,9 @@ func (f *flaky) Revoke(ctx context.Context, l *writ.Lease, handle []byte) error 
 
 type planned struct{ *flaky }
 
-func (p planned) Plan(req *broker.IssueRequest) ([]byte, error) { return []byte("handle-" + req.Lease), nil }
+func (p planned) Plan(req *broker.IssueRequest) ([]byte, error) {
+	return []byte("handle-" + req.Lease), nil
+}
 
 type fixture struct {
 	db      *sqlstore.DB

@@ -164,6 +164,23 @@ type Request struct {
 	DryRun  bool
 	// Actor is who asks: "run:<id>" or "human:<name>".
 	Actor string
+	// ArgFacts are what a gateway found in the action's arguments (the MCP
+	// gateway: filesystem paths and URL hosts); nil when it looked for none.
+	ArgFacts *ArgFacts
+}
+
+// ArgFacts are facts a gateway found in an action's arguments. The
+// gateway knows what the arguments mean (which are paths, where the run's
+// workspace is); the decision point matches the hosts against the run's
+// scope, and policy sees both as input.context.args.
+type ArgFacts struct {
+	// Paths are the filesystem paths found, as the gateway resolved them.
+	Paths []string
+	// OutsideWorkspace are the paths that leave the run's workspace (all of
+	// them when no workspace is known).
+	OutsideWorkspace []string
+	// Hosts are the hosts of the URLs found.
+	Hosts []string
 }
 
 // Decide decides req and records the decision. The returned decision is

@@ -69,6 +69,17 @@ type ContextInput struct {
 	Environment      *EnvFacts  `json:"environment,omitempty"`
 	Secret           *ScopeFact `json:"secret,omitempty"`
 	Host             *ScopeFact `json:"host,omitempty"`
+	// Args are facts about the action's arguments, when a gateway looked
+	// (mcp.call): absent otherwise.
+	Args *ArgsFacts `json:"args,omitempty"`
+}
+
+// ArgsFacts describe what the arguments of an action touch.
+type ArgsFacts struct {
+	Paths             []string    `json:"paths"`
+	OutsideWorkspace  []string    `json:"outsideWorkspace"`
+	Hosts             []ScopeFact `json:"hosts"`
+	HostsOutsideScope []string    `json:"hostsOutsideScope"`
 }
 
 // RepoFacts describe the target repository and branch.
@@ -212,6 +223,17 @@ func (p *Point) input(req *Request, h *history, now time.Time) *Input {
 	}
 	if host != "" {
 		cx.Host = &ScopeFact{Name: host, InScope: anyMatch(run.Scope.Hosts, host, writ.MatchHost)}
+	}
+	if af := req.ArgFacts; af != nil {
+		args := &ArgsFacts{Paths: nonNil(af.Paths), OutsideWorkspace: nonNil(af.OutsideWorkspace), Hosts: []ScopeFact{}, HostsOutsideScope: []string{}}
+		for _, h := range af.Hosts {
+			f := ScopeFact{Name: h, InScope: anyMatch(run.Scope.Hosts, h, writ.MatchHost)}
+			args.Hosts = append(args.Hosts, f)
+			if !f.InScope {
+				args.HostsOutsideScope = append(args.HostsOutsideScope, h)
+			}
+		}
+		cx.Args = args
 	}
 	return in
 }

@@ -83,6 +83,8 @@ type Config struct {
 	// OnRunCreated is called after a run is committed, so background loops
 	// (the expiry loop) can wake; may be nil.
 	OnRunCreated func(*writ.Run)
+	// MCP is the MCP gateway; nil when no MCP server is configured.
+	MCP MCP
 }
 
 // API serves writ's HTTP API.
@@ -179,6 +181,8 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /v1/audit/tlog/checkpoint", a.human(a.tlogCheckpoint))
 	a.route("GET /v1/audit/tlog/tile/entries/{path...}", a.human(a.tlogEntries))
 	a.route("GET /v1/audit/tlog/tile/{level}/{path...}", a.human(a.tlogTile))
+
+	a.mcpRoutes() // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

@@ -229,7 +229,7 @@ func (a *API) mintToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) audienceAllowed(aud string) bool {
-	if aud == a.apiAudience() {
+	if aud == a.apiAudience() || a.mcpAudience(aud) {
 		return true
 	}
 	for _, x := range a.cfg.Audiences {

@@ -37,6 +37,24 @@ if command -v npm >/dev/null 2>&1; then
 else
   echo "npm not found: the tests that need real agents will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
 fi
+# The MCP reference servers and the official inspector (the MCP gateway's
+# acceptance tests), in a cache of their own so adding them did not
+# reinstall the agent above.
+mcp_pkgs="@modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/inspector@2.12.0"
+mcp_cache="${XDG_CACHE_HOME:-$HOME/.cache}/writ-test/npm-$(printf '%s' "$mcp_pkgs" | sha256sum | cut -c1-12)"
+if command -v npm >/dev/null 2>&1; then
+  mcp_mods="$mcp_cache/node_modules"
+  if [ ! -x "$mcp_mods/.bin/mcp-inspector" ] || [ ! -f "$mcp_mods/@modelcontextprotocol/server-everything/dist/index.js" ] ||
+    [ ! -f "$mcp_mods/@modelcontextprotocol/server-filesystem/dist/index.js" ]; then
+    mkdir -p "$mcp_cache"
+    (cd "$mcp_cache" && npm install --no-audit --no-fund --loglevel=error $mcp_pkgs)
+  fi
+  # Stdio servers start as `node PATH` (never npx: each call would stall).
+  export WRIT_TEST_MCP_EVERYTHING="$mcp_mods/@modelcontextprotocol/server-everything/dist/index.js"
+  export WRIT_TEST_MCP_FILESYSTEM="$mcp_mods/@modelcontextprotocol/server-filesystem/dist/index.js"
+  export WRIT_TEST_MCP_INSPECTOR="$mcp_mods/.bin/mcp-inspector"
+  echo "mcp inspector: $("$WRIT_TEST_MCP_INSPECTOR" --version 2>/dev/null || echo unavailable)"
+fi
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))

@@ -41,6 +41,7 @@ type fileConfig struct {
 	Policy       filePolicy        `json:"policy"`
 	Notify       fileNotify        `json:"notify"`
 	Broker       fileBroker        `json:"broker"`
+	MCP          fileMCP           `json:"mcp"`
 }
 
 type fileNotify struct {
@@ -159,6 +160,7 @@ type Config struct {
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
 	Broker       BrokerConfig
+	MCP          MCPConfig // mcp
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -313,6 +315,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	for _, w := range fc.Notify.Webhooks {
 		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
 	}
+	cfg.MCP = fc.MCP.config()
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -355,6 +358,9 @@ func (c *Config) resolve(dir string) {
 // the key it concerns.
 func (c *Config) Validate() error {
 	if err := notify.CheckWebhooks(c.Notify); err != nil {
+		return err
+	}
+	if err := c.MCP.validate(); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.PublicURL)

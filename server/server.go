@@ -28,6 +28,7 @@ import (
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/mcpgw"
 	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
@@ -62,6 +63,7 @@ type Server struct {
 	broker    *brokerParts
 	// brokerRef lets the store's commit hook reach the broker's revoker.
 	brokerRef atomic.Pointer[broker.Broker]
+	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -201,6 +203,11 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if s.broker.secrets != nil {
 		secrets = s.broker.secrets
 	}
+	if s.mcp, err = s.newMCP(); err != nil {
+		s.broker.close()
+		store.Close()
+		return nil, err
+	}
 	sensitive := map[string]bool{}
 	for _, e := range cfg.Environments {
 		sensitive[e.Name] = e.Sensitive
@@ -214,7 +221,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
-		Logger: s.log, Now: s.now, Registry: reg,
+		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(),
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
 				s.poke()
@@ -286,6 +293,9 @@ func (s *Server) Listen() (string, error) {
 		s.cfg.PublicURL = url
 		s.api.SetPublicURL(url)
 		s.notifier.SetPublicURL(url)
+		if s.mcp != nil {
+			s.mcp.SetPublicURL(url)
+		}
 	}
 	return url, nil
 }
@@ -310,6 +320,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })
+	if s.mcp != nil {
+		g.Go(func() error { s.mcp.Start(gctx); return nil }) // connects the MCP upstreams
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.ln) }()
 
@@ -331,6 +344,11 @@ func (s *Server) Run(ctx context.Context) error {
 		err = e
 	}
 	s.broker.close()
+	if s.mcp != nil {
+		if e := s.mcp.Close(); e != nil {
+			s.log.Warn("closing MCP upstreams", slog.Any("error", e))
+		}
+	}
 	if e := s.store.Close(); e != nil && err == nil {
 		err = e
 	}

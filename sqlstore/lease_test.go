@@ -316,7 +316,9 @@ func testSecrets(t *testing.T, db *DB) {
 	seal := func(v string) func(int) ([]byte, error) {
 		return func(version int) ([]byte, error) { return []byte(v + "@" + string(rune('0'+version))), nil }
 	}
-	ev := func() *writ.Event { return &writ.Event{Type: writ.EventSecretChanged, Actor: "human:alice", Subject: "prod/db"} }
+	ev := func() *writ.Event {
+		return &writ.Event{Type: writ.EventSecretChanged, Actor: "human:alice", Subject: "prod/db"}
+	}
 	v, err := db.PutSecret(ctx, "prod", "db", "human:alice", seal("a"), ev())
 	if err != nil || v != 1 {
 		t.Fatalf("PutSecret = %d, %v", v, err)

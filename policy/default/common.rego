@@ -114,6 +114,24 @@ violation contains reason(
 	not tool_in_scope
 }
 
+# An MCP call's filesystem paths stay inside the run's workspace, and the
+# URLs in its arguments stay on the run's hosts (facts from the gateway).
+violation contains reason(
+	"path_outside_workspace",
+	sprintf("%q leaves this run's workspace: an MCP call may only touch paths inside it", [concat(", ", input.context.args.outsideWorkspace)]),
+) if {
+	action_kind == "mcp.call"
+	count(input.context.args.outsideWorkspace) > 0
+}
+
+violation contains reason(
+	"host_not_in_scope",
+	sprintf("host %q is not in this run's scope (hosts: %s); an MCP call's URLs must stay on the run's hosts", [concat(", ", input.context.args.hostsOutsideScope), scope_list("hosts")]),
+) if {
+	action_kind == "mcp.call"
+	count(input.context.args.hostsOutsideScope) > 0
+}
+
 # --------------------------------------------------------------- egress
 
 # Network egress only to hosts the run's scope lists.

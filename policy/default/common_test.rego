@@ -77,6 +77,15 @@ test_tool_scope_only_for_tools if not_denied(decide(object.union(fetch, {"contex
 
 test_mcp_in_scope_allowed if allowed(decide({"action": {"kind": "mcp.call", "name": "mcp:everything/echo"}}))
 
+test_mcp_path_outside_workspace_denied if {
+	r := decide({"action": {"kind": "mcp.call", "name": "mcp:fs/read_file"}, "context": {"args": {"paths": ["/etc/passwd"], "outsideWorkspace": ["/etc/passwd"], "hosts": [], "hostsOutsideScope": []}}})
+	denied(r, "path_outside_workspace")
+}
+
+test_mcp_path_inside_workspace_allowed if allowed(decide({"action": {"kind": "mcp.call", "name": "mcp:everything/echo"}, "context": {"args": {"paths": ["/ws/a"], "outsideWorkspace": [], "hosts": [{"name": "proxy.golang.org", "inScope": true}], "hostsOutsideScope": []}}}))
+
+test_mcp_url_host_not_in_scope_denied if denied(decide({"action": {"kind": "mcp.call", "name": "mcp:everything/echo"}, "context": {"args": {"paths": [], "outsideWorkspace": [], "hosts": [{"name": "evil.example", "inScope": false}], "hostsOutsideScope": ["evil.example"]}}}), "host_not_in_scope")
+
 # --------------------------------------------------------------- egress
 
 egress(in_scope) := {"action": {"kind": "egress", "name": "evil.example:443"}, "context": {"host": {"name": "evil.example", "inScope": in_scope}}}

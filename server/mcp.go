@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/mcpgw"
+)
+
+// fileMCP is the mcp section of writ.yaml.
+type fileMCP struct {
+	// MaxResultBytes caps one tool result (as JSON); default 1 MiB.
+	MaxResultBytes int             `json:"maxResultBytes"`
+	Servers        []fileMCPServer `json:"servers"`
+}
+
+type fileMCPServer struct {
+	Name      string            `json:"name"`
+	Command   []string          `json:"command"`
+	Env       []string          `json:"env"`
+	URL       string            `json:"url"`
+	Tools     map[string]string `json:"tools"`
+	Workspace string            `json:"workspace"`
+}
+
+// MCPConfig configures the MCP gateway (DESIGN.md §4.10, docs/mcp.md).
+type MCPConfig struct {
+	Servers        []mcpgw.Upstream
+	MaxResultBytes int
+}
+
+func (fm fileMCP) config() MCPConfig {
+	c := MCPConfig{MaxResultBytes: fm.MaxResultBytes}
+	for _, s := range fm.Servers {
+		c.Servers = append(c.Servers, mcpgw.Upstream{Name: s.Name, Command: s.Command, Env: s.Env, URL: s.URL, Tools: s.Tools, Workspace: s.Workspace})
+	}
+	return c
+}
+
+func (c *MCPConfig) validate() error {
+	if c.MaxResultBytes < 0 || c.MaxResultBytes > 64<<20 {
+		return fmt.Errorf("mcp.maxResultBytes %d: must be between 0 (the default, 1 MiB) and 64 MiB", c.MaxResultBytes)
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Servers {
+		if err := mcpgw.ValidateUpstream(s); err != nil {
+			return fmt.Errorf("mcp.servers[%d]: %w", i, err)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("mcp.servers[%d]: server %q is configured twice", i, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+// newMCP builds the MCP gateway, or nil when no server is configured.
+func (s *Server) newMCP() (*mcpgw.Gateway, error) {
+	if len(s.cfg.MCP.Servers) == 0 {
+		return nil, nil
+	}
+	return mcpgw.New(mcpgw.Config{
+		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: apiTokens{s}, Decider: s.decider, Events: s.store,
+		StateDir: filepath.Join(s.cfg.DataDir, "mcp"), MaxResultBytes: s.cfg.MCP.MaxResultBytes, Logger: s.log, Now: s.now,
+	})
+}
+
+// mcpHandler is the gateway as the API mounts it (nil when there is none).
+func (s *Server) mcpHandler() httpapi.MCP {
+	if s.mcp == nil {
+		return nil
+	}
+	return s.mcp
+}
+
+// apiTokens lets the gateway verify run tokens through the API, which is
+// built after it.
+type apiTokens struct{ s *Server }
+
+func (t apiTokens) VerifyResourceToken(raw, audience string) (writ.RunID, time.Time, error) {
+	return t.s.api.VerifyResourceToken(raw, audience)
+}
+
+func (t apiTokens) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
+	return t.s.api.RunState(ctx, id)
+}
+
+// MCPStatus reports the state of MCP server name (tests, diagnostics).
+func (s *Server) MCPStatus(name string) (*mcpgw.ServerStatus, bool) {
+	if s.mcp == nil {
+		return nil, false
+	}
+	return s.mcp.Status(name)
+}
