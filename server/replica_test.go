@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/server"
@@ -179,4 +181,64 @@ func waitLogged(t *testing.T, store *sqlstore.DB, c *client.Client, api *auditAP
 		t.Fatalf("the log served by %s: %v", c.BaseURL(), err)
 	}
 	return cp
+}
+
+// TestReplicasRevokeEachLeaseOnce: two replicas on one database, both
+// running the revoker; a run holding leases issued through both ends on
+// one of them; every lease is revoked, each exactly once (one
+// credential.revoked event per lease), whichever replica took it.
+func TestReplicasRevokeEachLeaseOnce(t *testing.T) {
+	dsn := postgresDatabase(t)
+	d := prepareDev(t)
+	d.cfg.Store = dsn
+	d.cfg.PublicURL = "http://writ-replicas.test"
+	a := start(t, d.cfg, server.Options{}, d.finish(t))
+	b := start(t, d.cfg, server.Options{}, nil)
+	ctx := context.Background()
+	run, err := client.New(a.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	ids := map[string]bool{}
+	for i := range n {
+		via := []string{a.url, b.url}[i%2]
+		out, err := client.New(via, run.Token).RequestCredential(ctx, string(run.ID), &writ.CredentialRequest{Kind: "git", Target: "acme/api"})
+		if err != nil {
+			t.Fatalf("lease %d via %s: %v", i, via, err)
+		}
+		ids[out.Lease.ID] = true
+	}
+	if _, err := client.New(b.url, d.env.Token).Transition(ctx, string(run.ID), "end", "replica test"); err != nil {
+		t.Fatal(err)
+	}
+	adminA := client.New(a.url, d.env.Token)
+	poll(t, "every lease revoked", func() bool {
+		ls, err := adminA.ListLeases(ctx, string(run.ID), "active")
+		return err == nil && len(ls) == 0
+	})
+	cp := waitLogged(t, b.srv.Store(), adminA, newAuditAPI(t, a.url, d.env.Token))
+	es, err := adminA.AuditEntries(ctx, 0, cp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := map[string]int{}
+	for _, e := range es {
+		if e.Type != writ.EventCredentialRevoked {
+			continue
+		}
+		var ev writ.Event
+		if err := json.Unmarshal(e.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		revoked[ev.Subject]++
+	}
+	for id := range ids {
+		if revoked[id] != 1 {
+			t.Errorf("lease %s: %d credential.revoked events, want 1", id, revoked[id])
+		}
+	}
+	if len(revoked) != n {
+		t.Errorf("%d leases revoked, want %d", len(revoked), n)
+	}
 }
