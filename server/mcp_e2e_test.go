@@ -181,6 +181,15 @@ func TestMCPGatewayAcceptance(t *testing.T) {
 		t.Errorf("echo: exit %d\n%s", code, out)
 	}
 
+	// The real Claude Code connects to the gateway with the run's token
+	// header (`claude mcp list` really connects), and not without it.
+	if out := claudeMCPList(t, urlE, tokE); !strings.Contains(out, "Connected") || strings.Contains(out, "Failed") {
+		t.Errorf("claude mcp list with the run's token:\n%s", out)
+	}
+	if out := claudeMCPList(t, urlE, "not-a-token"); strings.Contains(out, "✓ Connected") {
+		t.Errorf("claude mcp list with a bad token connected:\n%s", out)
+	}
+
 	// A tool outside the scope: the inspector will not call a tool the
 	// list lacks, so a client that calls it anyway is played by hand.
 	out, code = inspector(t, insp, urlE, tokE, "--method", "tools/call", "--tool-name", "get-env")
@@ -300,4 +309,34 @@ func TestMCPGatewayAcceptance(t *testing.T) {
 	if out, code := inspector(t, insp, urlE, tokE, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=late"); code != 3 {
 		t.Errorf("ended run: exit %d, want 3 (HTTP 401)\n%s", code, out)
 	}
+}
+
+// claudeMCPList registers url with the token header in a fresh Claude Code
+// home (WRIT_TEST_CLAUDE, pinned by scripts/test.sh) and returns what
+// `claude mcp list` prints after connecting to it.
+func claudeMCPList(t *testing.T, url, tok string) string {
+	t.Helper()
+	bin := os.Getenv("WRIT_TEST_CLAUDE")
+	if bin == "" {
+		if os.Getenv("WRIT_TEST_REQUIRE_ALL") == "1" {
+			t.Fatal("WRIT_TEST_CLAUDE is not set and WRIT_TEST_REQUIRE_ALL=1: install Claude Code with scripts/test.sh")
+		}
+		t.Log("WRIT_TEST_CLAUDE is not set: skipping the Claude Code check")
+		return "Connected (not checked)"
+	}
+	home := t.TempDir()
+	run := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = home
+		cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "DISABLE_AUTOUPDATER=1"}
+		out, err := cmd.CombinedOutput()
+		if err != nil && ctx.Err() != nil {
+			t.Fatalf("claude %v timed out:\n%s", args, out)
+		}
+		return string(out)
+	}
+	run("mcp", "add", "--transport", "http", "--scope", "user", "writ-everything", url, "--header", "Authorization: Bearer "+tok)
+	return run("mcp", "list")
 }
