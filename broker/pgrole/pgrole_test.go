@@ -241,3 +241,36 @@ func TestValidUntil(t *testing.T) {
 		t.Error("a role past VALID UNTIL could still log in")
 	}
 }
+
+// BenchmarkIssueRevoke: one PostgreSQL role created with its grants and
+// dropped again, against the throwaway server (docs/performance.md).
+func BenchmarkIssueRevoke(b *testing.B) {
+	dsn := os.Getenv("WRIT_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		b.Skip("WRIT_TEST_POSTGRES_DSN is unset")
+	}
+	ctx := context.Background()
+	s, err := New([]Database{{Name: "app", DSN: dsn, Allow: []string{"read:public"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var issue, revoke time.Duration
+	for b.Loop() {
+		now := time.Now()
+		req := &broker.IssueRequest{Lease: "lse_" + writ.NewULID(now, nil), Run: &writ.Run{ID: "01jd0000000000000000000000"}, Target: "app",
+			Permissions: []string{"read:public"}, ExpiresAt: now.Add(time.Minute)}
+		out, err := s.Issue(ctx, req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mid := time.Now()
+		if err := s.Revoke(ctx, &writ.Lease{ID: req.Lease}, out.Handle); err != nil {
+			b.Fatal(err)
+		}
+		issue += mid.Sub(now)
+		revoke += time.Since(mid)
+	}
+	b.ReportMetric(float64(issue.Microseconds())/float64(b.N), "issue-µs/op")
+	b.ReportMetric(float64(revoke.Microseconds())/float64(b.N), "revoke-µs/op")
+}
