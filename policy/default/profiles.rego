@@ -175,6 +175,16 @@ violation contains reason(
 	not secret_in_scope
 }
 
+# A secret lives in an environment; a run gets secrets only from environments its scope lists.
+violation contains reason(
+	"environment_not_in_scope",
+	sprintf("secret %q is asked from environment %q, which is not in this run's scope (environments: %s); ask in a listed environment, or sign a trigger whose scope grants it", [secret_name, environment_name, scope_list("environments")]),
+) if {
+	secret_request
+	environment_name != ""
+	not env_in_scope
+}
+
 # Static secrets are handed out only after a human approves (THREATS.md §8); two for a sensitive environment.
 approval contains ask(
 	"secret_requires_approval",

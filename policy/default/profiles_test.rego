@@ -285,3 +285,13 @@ test_generic_profile_may_not_delegate_others if {
 	some d in r.deny
 	d.code == "delegation_not_allowed"
 }
+
+test_secret_from_environment_out_of_scope_denied if {
+	r := decide(as_profile("release", object.union(secret(true), {"action": {"target": {"environment": "production"}}, "context": {"environment": {"name": "production", "inScope": false, "sensitive": true}}})))
+	denied(r, "environment_not_in_scope")
+}
+
+test_secret_from_environment_in_scope_not_env_denied if {
+	r := decide(as_profile("release", object.union(secret(true), {"action": {"target": {"environment": "staging"}}, "context": {"environment": {"name": "staging", "inScope": true, "sensitive": false}}})))
+	not_denied(r, "environment_not_in_scope")
+}
