@@ -423,6 +423,17 @@ type DecisionRecord struct {
 	// the same slot, a changed policy, expiry), each with its event.
 	Voids   []ApprovalVoid
 	Suspend *Event
+	// Lease, when set, is a credential lease the allowed decision issued,
+	// stored in the same transaction (the broker's local backends).
+	Lease *LeaseRecord
+}
+
+// LeaseRecord is a lease to store with its sealed revocation handle, the
+// verifier of its secret and its credential.issued event.
+type LeaseRecord struct {
+	Lease            *Lease
+	Handle, Verifier []byte
+	Event            *Event
 }
 
 // ApprovalVoid voids one live approval request, recorded by Event.

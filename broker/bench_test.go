@@ -53,7 +53,7 @@ func newBenchBroker(b *testing.B, nRuns int, approveAll bool) *benchBroker {
 	bb.point = decision.New(decision.Config{Store: db, Policy: policy.NewEngine(bundle), Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}})
 	var dec broker.Decider = bb.point
 	if approveAll {
-		dec = &scripted{verdict: writ.VerdictAllow, approve: "apr_bench"}
+		dec = &scripted{db: db, verdict: writ.VerdictAllow, approve: "apr_bench"}
 	}
 	sealer, _ := broker.NewSealer(make([]byte, broker.KeySize))
 	secrets, err := secret.New(db, sealer)

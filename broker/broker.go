@@ -123,6 +123,15 @@ const (
 	maxPermission  = 64
 )
 
+// Local is implemented by sources that issue without any effect outside
+// writ (a random secret, a value unsealed from the store): the broker
+// issues their credential while the decision is being recorded and stores
+// the lease in the decision's own transaction — one write per lease, and
+// nothing to undo if the write fails.
+type Local interface {
+	Local() bool
+}
+
 // Request decides and, when policy allows, issues a credential for run.
 // The decision is recorded first (one decision event, whatever the
 // verdict); a denial is a KindDenied error with the policy's reason code
@@ -141,63 +150,52 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 	if err != nil {
 		return nil, err
 	}
-	d, err := b.cfg.Decider.Decide(ctx, &decision.Request{Run: run, Action: action, Via: "broker", Actor: actor})
+	src := b.cfg.Sources[req.Kind]
+	dreq := &decision.Request{Run: run, Action: action, Via: "broker", Actor: actor}
+	var out *writ.IssuedCredential
+	if l, ok := src.(Local); ok && l.Local() {
+		dreq.Attach = func(d *writ.Decision) (*writ.LeaseRecord, error) {
+			lease, ireq, err := b.prepare(run, req, perms, ttl, d)
+			if err != nil {
+				return nil, err
+			}
+			issued, err := src.Issue(ctx, ireq)
+			if err != nil {
+				return nil, b.issueError(ctx, req.Kind, lease, err)
+			}
+			rec, err := b.record(lease, issued, nil, actor)
+			if err != nil {
+				return nil, err
+			}
+			lease.State = writ.LeaseActive
+			out = &writ.IssuedCredential{Lease: lease, Credential: issued.Credential}
+			return rec, nil
+		}
+	}
+	d, err := b.cfg.Decider.Decide(ctx, dreq)
 	if err != nil {
+		if we := (*writ.Error)(nil); d != nil && errors.As(err, &we) && we.Decision == "" {
+			we.Decision = d.ID
+		}
 		return nil, err
 	}
-	switch d.Verdict {
-	case writ.VerdictAllow:
-	case writ.VerdictApprovalRequired:
-		we := writ.Errorf(writ.KindApprovalPending, "approval_required", "%s", reasonText(d))
-		we.Decision = d.ID
-		if d.Approval != nil {
-			we.Approval = d.Approval.ID
-		}
-		return nil, we
-	default:
-		code := "denied"
-		if len(d.Reasons) > 0 {
-			code = d.Reasons[0].Code
-		}
-		we := writ.Errorf(writ.KindDenied, code, "%s", reasonText(d))
-		we.Decision = d.ID
-		return nil, we
+	if err := verdictError(d); err != nil {
+		return nil, err
 	}
-	src, ok := b.cfg.Sources[req.Kind]
-	if !ok {
+	if out != nil {
+		b.issuedLog(ctx, out.Lease)
+		return out, nil
+	}
+	if src == nil {
 		// Policy allowed a kind no backend serves (a custom bundle).
 		we := writ.Errorf(writ.KindInvalid, "credential_kind_unknown", "no %q backend is configured; configured: %s", req.Kind, strings.Join(b.Kinds(), ", "))
 		we.Decision = d.ID
 		return nil, we
 	}
-	approved := d.Approval != nil && d.Approval.ID != "" && len(d.Reasons) > 0 && d.Reasons[0].Code == "approved"
-	if req.Kind == writ.CredentialSecret && !approved {
-		// A static secret is handed out only after a human approved it,
-		// whatever a custom policy says (THREATS.md §8).
-		we := writ.Errorf(writ.KindDenied, "secret_requires_approval", "a static secret is handed to a run only after a human approval; this policy allowed it without one, so the broker refuses")
-		we.Decision = d.ID
-		return nil, we
+	lease, ireq, err := b.prepare(run, req, perms, ttl, d)
+	if err != nil {
+		return nil, err
 	}
-
-	now := b.now()
-	if max := time.Duration(d.Obligations.MaxTTL); max > 0 && ttl > max {
-		ttl = max
-	}
-	ttl = min(ttl, writ.MaxLeaseTTL)
-	if left := run.Deadline.Sub(now); left < ttl {
-		ttl = left
-	}
-	if ttl < time.Second {
-		return nil, writ.Errorf(writ.KindConflict, "run_ending", "run %s reaches its deadline in under a second; no credential is issued", run.ID)
-	}
-	lease := &writ.Lease{
-		ID: "lse_" + writ.NewULID(now, nil), Run: run.ID, Kind: req.Kind, Target: req.Target, Permissions: perms,
-		Decision: d.ID, ExpiresAt: now.Add(ttl).Truncate(time.Second),
-	}
-	if approved {
-		lease.Approval = d.Approval.ID
-	}
-	ireq := &IssueRequest{Lease: lease.ID, Run: run, Target: req.Target, Permissions: perms, ExpiresAt: lease.ExpiresAt}
 
 	// A source with outside effects gets its lease written ahead, so that
 	// the revoker finds whatever a crash leaves behind.
@@ -219,41 +217,27 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 	}
 	issued, err := src.Issue(ctx, ireq)
 	if err != nil {
-		b.log.WarnContext(ctx, "backend failed to issue", slog.String("lease", lease.ID), slog.String("kind", req.Kind), slog.Any("error", err))
 		if ahead {
 			// Revoke whatever the failed issue left; the revoker retries.
 			if _, rerr := b.cfg.Store.RequestRevoke(context.WithoutCancel(ctx), lease.ID, "issue_failed"); rerr == nil {
 				b.Wake()
 			}
 		}
-		if we := (*writ.Error)(nil); errors.As(err, &we) {
-			return nil, we
-		}
-		return nil, writ.Errorf(writ.KindUnavailable, "backend_unavailable", "the %s backend could not issue the credential; try again later", req.Kind)
+		return nil, b.issueError(ctx, req.Kind, lease, err)
 	}
-	if !issued.ExpiresAt.IsZero() && issued.ExpiresAt.Before(lease.ExpiresAt) {
-		lease.ExpiresAt = issued.ExpiresAt
+	if ahead && issued.Handle == nil {
+		issued.Handle = ireq.Handle
 	}
-	lease.Details, lease.Static = issued.Details, issued.Static
-	handle := issued.Handle
-	if ahead && handle == nil {
-		handle = ireq.Handle
-	}
-	sealed, err := b.seal(lease.ID, handle)
+	rec, err := b.record(lease, issued, ireq.Handle, actor)
 	if err != nil {
-		b.revokeNow(ctx, lease, handle)
+		b.revokeNow(ctx, lease, issued.Handle)
 		return nil, err
 	}
-	var verifier []byte
-	if len(issued.Verifier) > 0 {
-		verifier = issued.Verifier
-	}
-	ev := issuedEvent(lease, actor)
 	if ahead {
-		err = b.cfg.Store.ActivateLease(ctx, lease, sealed, verifier, ev)
+		err = b.cfg.Store.ActivateLease(ctx, lease, rec.Handle, rec.Verifier, rec.Event)
 	} else {
 		lease.State = writ.LeaseActive
-		err = b.cfg.Store.InsertLease(ctx, lease, sealed, verifier, ev)
+		err = b.cfg.Store.InsertLease(ctx, lease, rec.Handle, rec.Verifier, rec.Event)
 	}
 	if err != nil {
 		// The run stopped meanwhile (or the store failed): the credential
@@ -263,14 +247,118 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 				b.Wake()
 			}
 		} else {
-			b.revokeNow(ctx, lease, handle)
+			b.revokeNow(ctx, lease, issued.Handle)
 		}
 		return nil, err
 	}
 	lease.State = writ.LeaseActive
-	b.log.InfoContext(ctx, "lease issued", slog.String("lease", lease.ID), slog.String("run", string(run.ID)), slog.String("kind", lease.Kind),
-		slog.String("target", lease.Target), slog.Time("expires", lease.ExpiresAt))
+	b.issuedLog(ctx, lease)
 	return &writ.IssuedCredential{Lease: lease, Credential: issued.Credential}, nil
+}
+
+// verdictError is the error a denied or gated decision is answered with.
+func verdictError(d *writ.Decision) error {
+	switch d.Verdict {
+	case writ.VerdictAllow:
+		return nil
+	case writ.VerdictApprovalRequired:
+		we := writ.Errorf(writ.KindApprovalPending, "approval_required", "%s", reasonText(d))
+		we.Decision = d.ID
+		if d.Approval != nil {
+			we.Approval = d.Approval.ID
+		}
+		return we
+	default:
+		code := "denied"
+		if len(d.Reasons) > 0 {
+			code = d.Reasons[0].Code
+		}
+		we := writ.Errorf(writ.KindDenied, code, "%s", reasonText(d))
+		we.Decision = d.ID
+		return we
+	}
+}
+
+// prepare checks what the broker itself requires of an allowed decision
+// and returns the lease to issue, not yet stored: its TTL is the least of
+// the request's, policy's cap, MaxLeaseTTL and the run's remaining time.
+func (b *Broker) prepare(run *writ.Run, req *writ.CredentialRequest, perms []string, ttl time.Duration, d *writ.Decision) (*writ.Lease, *IssueRequest, error) {
+	refuse := func(kind writ.Kind, code, format string, args ...any) error {
+		we := writ.Errorf(kind, code, format, args...)
+		we.Decision = d.ID
+		return we
+	}
+	approved := d.Approval != nil && d.Approval.ID != "" && len(d.Reasons) > 0 && d.Reasons[0].Code == "approved"
+	if req.Kind == writ.CredentialSecret && !approved {
+		// A static secret is handed out only after a human approved it,
+		// whatever a custom policy says (THREATS.md §8).
+		return nil, nil, refuse(writ.KindDenied, "secret_requires_approval", "a static secret is handed to a run only after a human approval; this policy allowed it without one, so the broker refuses")
+	}
+	now := b.now()
+	if max := time.Duration(d.Obligations.MaxTTL); max > 0 && ttl > max {
+		ttl = max
+	}
+	ttl = min(ttl, writ.MaxLeaseTTL)
+	if left := run.Deadline.Sub(now); left < ttl {
+		ttl = left
+	}
+	if ttl < time.Second {
+		return nil, nil, refuse(writ.KindConflict, "run_ending", "run %s reaches its deadline in under a second; no credential is issued", run.ID)
+	}
+	lease := &writ.Lease{
+		ID: "lse_" + writ.NewULID(now, nil), Run: run.ID, Kind: req.Kind, Target: req.Target, Permissions: perms,
+		Decision: d.ID, ExpiresAt: now.Add(ttl).Truncate(time.Second),
+	}
+	if approved {
+		lease.Approval = d.Approval.ID
+	}
+	return lease, &IssueRequest{Lease: lease.ID, Run: run, Target: req.Target, Permissions: perms, ExpiresAt: lease.ExpiresAt}, nil
+}
+
+// record completes lease with what the source issued and returns what the
+// store keeps: the sealed handle, the verifier and credential.issued.
+func (b *Broker) record(lease *writ.Lease, issued *Issued, planned []byte, actor string) (*writ.LeaseRecord, error) {
+	if !issued.ExpiresAt.IsZero() && issued.ExpiresAt.Before(lease.ExpiresAt) {
+		lease.ExpiresAt = issued.ExpiresAt
+	}
+	lease.Details, lease.Static = issued.Details, issued.Static
+	handle := issued.Handle
+	if handle == nil {
+		handle = planned
+	}
+	sealed, err := b.seal(lease.ID, handle)
+	if err != nil {
+		return nil, err
+	}
+	var verifier []byte
+	if len(issued.Verifier) > 0 {
+		verifier = issued.Verifier
+	}
+	lease.State = writ.LeaseActive
+	ev := issuedEvent(lease, actor)
+	return &writ.LeaseRecord{Lease: lease, Handle: sealed, Verifier: verifier, Event: ev}, nil
+}
+
+// issueError is what a caller is told when a backend failed to issue: its
+// own safe error, or that the backend is unavailable.
+func (b *Broker) issueError(ctx context.Context, kind string, lease *writ.Lease, err error) error {
+	b.log.WarnContext(ctx, "backend failed to issue", slog.String("lease", lease.ID), slog.String("kind", kind), slog.Any("error", err))
+	we := (*writ.Error)(nil)
+	if errors.As(err, &we) {
+		c := *we
+		if c.Decision == "" {
+			c.Decision = lease.Decision
+		}
+		return &c
+	}
+	out := writ.Errorf(writ.KindUnavailable, "backend_unavailable", "the %s backend could not issue the credential; try again later", kind)
+	out.Decision = lease.Decision
+	return out
+}
+
+func (b *Broker) issuedLog(ctx context.Context, l *writ.Lease) {
+	b.log.InfoContext(ctx, "lease issued", slog.String("lease", l.ID), slog.String("run", string(l.Run)), slog.String("kind", l.Kind),
+		slog.String("target", l.Target), slog.Time("expires", l.ExpiresAt))
 }
 
 // revokeNow revokes a credential that never got an active lease row.

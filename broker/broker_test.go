@@ -27,6 +27,7 @@ import (
 // records what it was asked (unit tests; the server tests use the real
 // decision point and policy).
 type scripted struct {
+	db      *sqlstore.DB // where an attached lease is stored, as the real point does
 	mu      sync.Mutex
 	verdict string
 	reason  string
@@ -50,6 +51,16 @@ func (s *scripted) Decide(ctx context.Context, req *decision.Request) (*writ.Dec
 	case s.approve != "":
 		d.Approval = &writ.ApprovalRef{ID: s.approve, Group: "maintainers", Count: 1}
 		d.Reasons = []writ.Reason{{Code: "approved", Message: "approved"}}
+	}
+	if req.Attach != nil && d.Verdict == writ.VerdictAllow {
+		// The real point stores the lease in the decision's transaction.
+		rec, err := req.Attach(d)
+		if err != nil {
+			return d, err
+		}
+		if err := s.db.InsertLease(ctx, rec.Lease, rec.Handle, rec.Verifier, rec.Event); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }
@@ -120,6 +131,7 @@ func newFixture(t *testing.T, extra map[string]broker.Source) *fixture {
 	}
 	t.Cleanup(func() { db.Close() })
 	f.db = db
+	f.dec.db = db
 	key := make([]byte, broker.KeySize)
 	sealer, err := broker.NewSealer(key)
 	if err != nil {

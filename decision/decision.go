@@ -164,6 +164,13 @@ type Request struct {
 	DryRun  bool
 	// Actor is who asks: "run:<id>" or "human:<name>".
 	Actor string
+	// Attach, when set, is called once the verdict is an enforced allow,
+	// before anything is recorded, with the decision as it will be
+	// recorded; the lease it returns is stored in the decision's own
+	// transaction (the broker's local backends: one write per lease). If
+	// it fails, the decision is recorded without it and Decide returns
+	// the decision together with that error.
+	Attach func(d *writ.Decision) (*writ.LeaseRecord, error)
 	// ArgFacts are what a gateway found in the action's arguments (the MCP
 	// gateway: filesystem paths and URL hosts); nil when it looked for none.
 	ArgFacts *ArgFacts
@@ -304,6 +311,10 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 			}
 		}
 	}
+	var attachErr error
+	if req.Attach != nil && d.Verdict == writ.VerdictAllow && d.Enforced() {
+		rec.Lease, attachErr = req.Attach(d)
+	}
 	rec.Events = p.events(d, res, apr, rec.NewApproval != nil)
 	if suspend {
 		codes := make([]string, len(d.Reasons))
@@ -341,7 +352,7 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 			p.cfg.OnRunChanged(run.ID)
 		}
 	}
-	return out, nil
+	return out, attachErr
 }
 
 // sameCall returns the decision recorded for a call's ref, if the call

@@ -81,6 +81,23 @@ func (db *DB) RecordDecision(ctx context.Context, rec *writ.DecisionRecord) (out
 				return err
 			}
 		}
+		if lr := rec.Lease; lr != nil {
+			if d.Verdict != writ.VerdictAllow || lr.Lease == nil || lr.Lease.State != writ.LeaseActive {
+				return errors.New("sqlstore: RecordDecision: a lease is recorded only with an allow, in state active")
+			}
+			exp, err := encTime("lease expiresAt", lr.Lease.ExpiresAt)
+			if err != nil {
+				return err
+			}
+			if lr.Event != nil {
+				if err := checkEvent("RecordDecision", lr.Event); err != nil {
+					return err
+				}
+			}
+			if err := tx.insertLease(lr.Lease, exp, lr.Handle, lr.Verifier, lr.Event); err != nil {
+				return err
+			}
+		}
 		if rec.Suspend != nil {
 			var state string
 			if err := tx.queryRow("SELECT state FROM runs WHERE id = ?", string(d.Run)).Scan(&state); err != nil {

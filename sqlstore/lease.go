@@ -59,35 +59,39 @@ func (db *DB) InsertLease(ctx context.Context, l *writ.Lease, handle, verifier [
 	if err != nil {
 		return err
 	}
-	return db.write(ctx, func(tx *wtx) error {
-		var state string
-		err := tx.queryRow("SELECT state FROM runs WHERE id = ?", string(l.Run)).Scan(&state)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errRunNotFound(l.Run)
+	return db.write(ctx, func(tx *wtx) error { return tx.insertLease(l, exp, handle, verifier, ev) })
+}
+
+// insertLease is InsertLease inside a transaction; exp is l.ExpiresAt
+// encoded.
+func (tx *wtx) insertLease(l *writ.Lease, exp int64, handle, verifier []byte, ev *writ.Event) error {
+	var state string
+	err := tx.queryRow("SELECT state FROM runs WHERE id = ?", string(l.Run)).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errRunNotFound(l.Run)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: insert lease: %w", err)
+	}
+	if writ.RunState(state) != writ.RunActive {
+		return writ.Errorf(writ.KindConflict, "run_not_active", "run %s is %s; a lease is issued only to an active run", l.Run, state)
+	}
+	l.IssuedAt = tx.now
+	body, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.exec("INSERT INTO leases (id, run, kind, target, state, issued_at, expires_at, verifier, handle, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		l.ID, string(l.Run), l.Kind, l.Target, l.State, tx.now.UnixNano(), exp, verifier, handle, body); err != nil {
+		if tx.db.d.uniqueViolation(err) {
+			return writ.Errorf(writ.KindConflict, "lease_exists", "lease %s already exists", l.ID)
 		}
-		if err != nil {
-			return fmt.Errorf("sqlstore: insert lease: %w", err)
-		}
-		if writ.RunState(state) != writ.RunActive {
-			return writ.Errorf(writ.KindConflict, "run_not_active", "run %s is %s; a lease is issued only to an active run", l.Run, state)
-		}
-		l.IssuedAt = tx.now
-		body, err := json.Marshal(l)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec("INSERT INTO leases (id, run, kind, target, state, issued_at, expires_at, verifier, handle, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			l.ID, string(l.Run), l.Kind, l.Target, l.State, tx.now.UnixNano(), exp, verifier, handle, body); err != nil {
-			if tx.db.d.uniqueViolation(err) {
-				return writ.Errorf(writ.KindConflict, "lease_exists", "lease %s already exists", l.ID)
-			}
-			return fmt.Errorf("sqlstore: insert lease: %w", err)
-		}
-		if ev != nil {
-			return tx.appendEvent(ev)
-		}
-		return nil
-	})
+		return fmt.Errorf("sqlstore: insert lease: %w", err)
+	}
+	if ev != nil {
+		return tx.appendEvent(ev)
+	}
+	return nil
 }
 
 // ActivateLease moves an issuing lease to active with what its backend

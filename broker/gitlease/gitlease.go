@@ -56,3 +56,6 @@ func (Source) Issue(ctx context.Context, req *broker.IssueRequest) (*broker.Issu
 
 // Revoke does nothing outside writ: the revoked lease is the revocation.
 func (Source) Revoke(ctx context.Context, lease *writ.Lease, handle []byte) error { return nil }
+
+// Local reports that issuing touches nothing outside writ.
+func (Source) Local() bool { return true }

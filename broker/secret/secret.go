@@ -117,3 +117,7 @@ func (s *Source) Delete(ctx context.Context, full, actor string) error {
 
 // List lists the secrets, names and versions only.
 func (s *Source) List(ctx context.Context) ([]*writ.Secret, error) { return s.store.ListSecrets(ctx) }
+
+// Local reports that issuing touches nothing outside writ (the value is
+// unsealed from writ's own store).
+func (s *Source) Local() bool { return true }
