@@ -126,7 +126,7 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("writ: unknown tool %q", p.Name)}
 	}
 
-	args, facts, err := u.arguments(run, p.Arguments)
+	args, facts, err := u.arguments(run, p.Arguments, u.redacted(p.Name))
 	if err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "writ: " + err.Error()}
 	}
@@ -206,7 +206,7 @@ func reasonText(rs []writ.Reason) string {
 // arguments returns the action's arguments as recorded (compact JSON, or
 // only their digest and size when they are too large to record) and the
 // facts policy sees about them.
-func (u *upstream) arguments(run *writ.Run, raw json.RawMessage) (json.RawMessage, *decision.ArgFacts, error) {
+func (u *upstream) arguments(run *writ.Run, raw json.RawMessage, redact bool) (json.RawMessage, *decision.ArgFacts, error) {
 	facts := &decision.ArgFacts{}
 	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
 		return nil, facts, nil
@@ -228,7 +228,13 @@ func (u *upstream) arguments(run *writ.Run, raw json.RawMessage) (json.RawMessag
 		return nil, nil, err
 	}
 	args := json.RawMessage(buf.Bytes())
-	if len(args) > writ.MaxActionArgs {
+	switch {
+	case redact:
+		// A redaction rule: the record keeps the digest and size only;
+		// the facts below still come from the real arguments.
+		sum := sha256.Sum256(args)
+		args, _ = json.Marshal(map[string]any{"digest": "sha256:" + hex.EncodeToString(sum[:]), "bytes": len(buf.Bytes()), "redacted": true})
+	case len(args) > writ.MaxActionArgs:
 		sum := sha256.Sum256(args)
 		args, _ = json.Marshal(map[string]any{"digest": "sha256:" + hex.EncodeToString(sum[:]), "bytes": len(buf.Bytes())})
 	}
@@ -363,4 +369,10 @@ func urlHost(s string) (string, bool) {
 		return strings.ToLower(h), true
 	}
 	return strings.ToLower(pu.Hostname()), true
+}
+
+// redacted reports whether a redaction rule of the server covers tool: its
+// arguments are then recorded as their digest only.
+func (u *upstream) redacted(tool string) bool {
+	return slices.Contains(u.cfg.Redact, tool) || slices.Contains(u.cfg.Redact, "*")
 }

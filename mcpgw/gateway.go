@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,20 @@ type Upstream struct {
 	// in it is replaced by the run id. Empty: every path argument is
 	// outside.
 	Workspace string
+	// Redact names tools ("*" for all) whose arguments are recorded only
+	// as their digest and size (they may hold what the record must not).
+	Redact []string
+	// SecretEnv (stdio) and SecretHeaders (HTTP) are writ's own
+	// credentials towards the upstream: variable or header name → a static
+	// secret of the broker ("environment/name"), unsealed when writ
+	// connects. Runs never see them; a run's token is never passed on.
+	SecretEnv     map[string]string
+	SecretHeaders map[string]string
+}
+
+// Secrets opens writ's own static secrets (package broker/secret).
+type Secrets interface {
+	Open(ctx context.Context, full string) ([]byte, error)
 }
 
 // Tokens verifies run tokens and reads runs (the API implements it).
@@ -86,8 +101,12 @@ type Config struct {
 	// Transport, when set, connects an upstream instead of its Command or
 	// URL (tests).
 	Transport func(u Upstream) (mcp.Transport, error)
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Secrets opens the upstreams' SecretEnv and SecretHeaders; nil when
+	// no broker key is configured (an upstream that names secrets then
+	// cannot connect).
+	Secrets Secrets
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Gateway holds the upstream servers and serves them to runs. It is safe
@@ -155,6 +174,19 @@ func ValidateUpstream(s Upstream) error {
 		}
 		if h, ok := strings.CutPrefix(d, "sha256:"); !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
 			return fmt.Errorf("mcp server %q: tool %q pin %q: want sha256:<64 lowercase hex>", s.Name, tool, d)
+		}
+	}
+	if len(s.SecretEnv) > 0 && len(s.Command) == 0 || len(s.SecretHeaders) > 0 && s.URL == "" {
+		return fmt.Errorf("mcp server %q: secretEnv is for a command, secretHeaders for a url", s.Name)
+	}
+	for k, full := range s.SecretEnv {
+		if k == "" || strings.ContainsAny(k, "= \x00") || !strings.Contains(full, "/") {
+			return fmt.Errorf("mcp server %q: secretEnv %q: %q: want VARIABLE: environment/name of a static secret", s.Name, k, full)
+		}
+	}
+	for k, full := range s.SecretHeaders {
+		if k == "" || strings.ContainsAny(k, ": \r\n") || !strings.Contains(full, "/") {
+			return fmt.Errorf("mcp server %q: secretHeaders %q: %q: want Header-Name: environment/name of a static secret", s.Name, k, full)
 		}
 	}
 	if s.Workspace != "" && !filepath.IsAbs(s.Workspace) {
@@ -385,11 +417,23 @@ func (u *upstream) connect(ctx context.Context) (*mcp.ClientSession, error) {
 		// Not CommandContext: the process outlives the request that
 		// happened to start it; Close (or writ's exit) stops it.
 		cmd := exec.Command(u.cfg.Command[0], u.cfg.Command[1:]...)
-		cmd.Env = append(os.Environ(), u.cfg.Env...)
+		env, err := u.environment(ctx)
+		if err != nil {
+			return nil, err
+		}
+		cmd.Env = env
 		cmd.Stderr = &logWriter{log: u.log}
 		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
 	default:
-		t = &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, DisableStandaloneSSE: true}
+		hdr, err := u.headers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ct := &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, DisableStandaloneSSE: true}
+		if len(hdr) > 0 {
+			ct.HTTPClient = &http.Client{Timeout: 0, Transport: headerTransport{hdr: hdr, base: http.DefaultTransport}}
+		}
+		t = ct
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "writ-mcp-gateway", Version: "1"}, &mcp.ClientOptions{
 		ToolListChangedHandler: func(ctx context.Context, _ *mcp.ToolListChangedRequest) {
@@ -600,4 +644,67 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		w.buf = w.buf[:0]
 	}
 	return len(p), nil
+}
+
+// inheritedEnv are the only variables of writ's own environment a stdio
+// upstream gets: never writ's keys (WRIT_BROKER_KEY), tokens or cloud
+// credentials.
+var inheritedEnv = []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "NODE_OPTIONS", "NODE_PATH"}
+
+// environment is a stdio upstream's environment: the inherited allowlist,
+// the configured Env, and its secrets.
+func (u *upstream) environment(ctx context.Context) ([]string, error) {
+	var env []string
+	for _, k := range inheritedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	env = append(env, u.cfg.Env...)
+	for k, full := range u.cfg.SecretEnv {
+		v, err := u.openSecret(ctx, full)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, k+"="+string(v))
+	}
+	return env, nil
+}
+
+// headers are an HTTP upstream's secret headers.
+func (u *upstream) headers(ctx context.Context) (http.Header, error) {
+	h := http.Header{}
+	for k, full := range u.cfg.SecretHeaders {
+		v, err := u.openSecret(ctx, full)
+		if err != nil {
+			return nil, err
+		}
+		h.Set(k, string(v))
+	}
+	return h, nil
+}
+
+func (u *upstream) openSecret(ctx context.Context, full string) ([]byte, error) {
+	if u.gw.cfg.Secrets == nil {
+		return nil, fmt.Errorf("mcp upstream %s needs secret %s, but writ has no broker key (broker.key)", u.cfg.Name, full)
+	}
+	v, err := u.gw.cfg.Secrets.Open(ctx, full)
+	if err != nil {
+		return nil, fmt.Errorf("mcp upstream %s: secret %s: %w", u.cfg.Name, full, err)
+	}
+	return v, nil
+}
+
+// headerTransport adds writ's credential headers to every upstream request.
+type headerTransport struct {
+	hdr  http.Header
+	base http.RoundTripper
+}
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.hdr {
+		r.Header[k] = v
+	}
+	return t.base.RoundTrip(r)
 }

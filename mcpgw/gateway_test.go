@@ -201,6 +201,11 @@ const (
 
 func newFixture(t *testing.T, pins map[string]string) *fixture {
 	t.Helper()
+	return newFixtureUp(t, mcpgw.Upstream{Name: "up", Command: []string{"unused"}, Tools: pins, Workspace: "/ws/{run}"})
+}
+
+func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
+	t.Helper()
 	f := &fixture{up: newUpstream(), decider: &fakeDecider{}, events: &fakeEvents{}}
 	scope := writ.Scope{Tools: []string{"mcp:up/echo", "mcp:up/read_file", "mcp:up/fetch", "mcp:up/deploy", "mcp:up/big"}, Hosts: []string{"proxy.golang.org"}}
 	f.tokens = &fakeTokens{runs: map[writ.RunID]*writ.Run{
@@ -212,7 +217,7 @@ func newFixture(t *testing.T, pins map[string]string) *fixture {
 	t.Cleanup(ts.Close)
 	f.url = ts.URL
 	gw, err := mcpgw.New(mcpgw.Config{
-		Servers:   []mcpgw.Upstream{{Name: "up", Command: []string{"unused"}, Tools: pins, Workspace: "/ws/{run}"}},
+		Servers:   []mcpgw.Upstream{up},
 		PublicURL: ts.URL, Tokens: f.tokens, Decider: f.decider, Events: f.events, StateDir: t.TempDir(),
 		MaxResultBytes: 4000,
 		Transport: func(mcpgw.Upstream) (mcp.Transport, error) {
@@ -650,5 +655,31 @@ func TestNewEraClientOverHTTPUpstream(t *testing.T) {
 	}
 	if got := cs.InitializeResult().ProtocolVersion; got != "2026-07-28" {
 		t.Errorf("the client spoke %s to the gateway, want 2026-07-28 (the test's premise)", got)
+	}
+}
+
+// TestRedaction: a redaction rule keeps a tool's arguments out of the
+// record (digest and size only) while policy still gets the facts about
+// them; other tools' arguments are recorded as sent.
+func TestRedaction(t *testing.T) {
+	f := newFixtureUp(t, mcpgw.Upstream{Name: "up", Command: []string{"unused"}, Workspace: "/ws/{run}", Redact: []string{"read_file"}})
+	cs := f.session(t, f.token(runA))
+	ctx := context.Background()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": "/ws/" + string(runA) + "/secret-plan.txt"}}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.decider.last()
+	if strings.Contains(string(got.Action.Args), "secret-plan") || !strings.Contains(string(got.Action.Args), `"redacted":true`) ||
+		!strings.Contains(string(got.Action.Args), `"digest":"sha256:`) {
+		t.Errorf("recorded arguments of a redacted tool: %s", got.Action.Args)
+	}
+	if got.ArgFacts == nil || len(got.ArgFacts.Paths) != 1 || !strings.HasSuffix(got.ArgFacts.Paths[0], "secret-plan.txt") || len(got.ArgFacts.OutsideWorkspace) != 0 {
+		t.Errorf("facts of a redacted call: %+v; policy must still see the path", got.ArgFacts)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "plain"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.decider.last(); string(got.Action.Args) != `{"message":"plain"}` {
+		t.Errorf("an unredacted tool's arguments: %s", got.Action.Args)
 	}
 }

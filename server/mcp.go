@@ -25,6 +25,12 @@ type fileMCPServer struct {
 	URL       string            `json:"url"`
 	Tools     map[string]string `json:"tools"`
 	Workspace string            `json:"workspace"`
+	Redact    []string          `json:"redact"` // tools whose arguments are recorded as a digest only; "*" for all
+	// writ's own credentials towards the upstream, from the broker's
+	// static secrets (environment/name): a variable of a command, a header
+	// of a url.
+	SecretEnv     map[string]string `json:"secretEnv"`
+	SecretHeaders map[string]string `json:"secretHeaders"`
 }
 
 // MCPConfig configures the MCP gateway (DESIGN.md §4.10, docs/mcp.md).
@@ -36,7 +42,8 @@ type MCPConfig struct {
 func (fm fileMCP) config() MCPConfig {
 	c := MCPConfig{MaxResultBytes: fm.MaxResultBytes}
 	for _, s := range fm.Servers {
-		c.Servers = append(c.Servers, mcpgw.Upstream{Name: s.Name, Command: s.Command, Env: s.Env, URL: s.URL, Tools: s.Tools, Workspace: s.Workspace})
+		c.Servers = append(c.Servers, mcpgw.Upstream{Name: s.Name, Command: s.Command, Env: s.Env, URL: s.URL, Tools: s.Tools, Workspace: s.Workspace, Redact: s.Redact,
+			SecretEnv: s.SecretEnv, SecretHeaders: s.SecretHeaders})
 	}
 	return c
 }
@@ -66,6 +73,7 @@ func (s *Server) newMCP() (*mcpgw.Gateway, error) {
 	return mcpgw.New(mcpgw.Config{
 		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: apiTokens{s}, Decider: s.decider, Events: s.store,
 		StateDir: filepath.Join(s.cfg.DataDir, "mcp"), MaxResultBytes: s.cfg.MCP.MaxResultBytes, Logger: s.log, Now: s.now,
+		Secrets: mcpSecrets(s.broker),
 	})
 }
 
@@ -95,4 +103,13 @@ func (s *Server) MCPStatus(name string) (*mcpgw.ServerStatus, bool) {
 		return nil, false
 	}
 	return s.mcp.Status(name)
+}
+
+// mcpSecrets is the broker's static secrets as the MCP gateway opens them
+// (nil without a broker key).
+func mcpSecrets(bp *brokerParts) mcpgw.Secrets {
+	if bp == nil || bp.secrets == nil {
+		return nil
+	}
+	return bp.secrets
 }

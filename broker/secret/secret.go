@@ -69,18 +69,14 @@ func (s *Source) Issue(ctx context.Context, req *broker.IssueRequest) (*broker.I
 			return nil, writ.Errorf(writ.KindInvalid, "invalid_permissions", "a static secret can only be read, not %q", p)
 		}
 	}
-	sec, err := s.store.GetSecret(ctx, env, name)
+	plain, version, err := s.open(ctx, env, name)
 	if err != nil {
 		return nil, err
-	}
-	plain, err := s.sealer.Open(sec.Sealed, binding(env, name, sec.Version))
-	if err != nil {
-		return nil, fmt.Errorf("secret %s/%s: %w", env, name, err)
 	}
 	return &broker.Issued{
 		Credential: writ.Credential{"value": string(plain)},
 		Static:     true,
-		Details:    map[string]string{"secret": env + "/" + name, "version": fmt.Sprint(sec.Version)},
+		Details:    map[string]string{"secret": env + "/" + name, "version": fmt.Sprint(version)},
 	}, nil
 }
 
@@ -121,3 +117,28 @@ func (s *Source) List(ctx context.Context) ([]*writ.Secret, error) { return s.st
 // Local reports that issuing touches nothing outside writ (the value is
 // unsealed from writ's own store).
 func (s *Source) Local() bool { return true }
+
+// Open unseals secret full (environment/name) for writ's own use — the
+// credential writ itself presents to an upstream (an MCP server) — never
+// for a run: runs get secrets only through approved leases.
+func (s *Source) Open(ctx context.Context, full string) ([]byte, error) {
+	env, name, err := Split(full)
+	if err != nil {
+		return nil, err
+	}
+	plain, _, err := s.open(ctx, env, name)
+	return plain, err
+}
+
+// open unseals secret env/name and returns it with its version.
+func (s *Source) open(ctx context.Context, env, name string) ([]byte, int, error) {
+	sec, err := s.store.GetSecret(ctx, env, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	plain, err := s.sealer.Open(sec.Sealed, binding(env, name, sec.Version))
+	if err != nil {
+		return nil, 0, fmt.Errorf("secret %s/%s: %w", env, name, err)
+	}
+	return plain, sec.Version, nil
+}
