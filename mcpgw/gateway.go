@@ -2,6 +2,7 @@ package mcpgw
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -101,6 +102,12 @@ type Config struct {
 	// Transport, when set, connects an upstream instead of its Command or
 	// URL (tests).
 	Transport func(u Upstream) (mcp.Transport, error)
+	// Advertise is the URL other replicas reach this one at (default:
+	// PublicURL, right for one replica); SessionKey, shared by every
+	// replica, authenticates session ids that name their owner (nil: a
+	// random key, so sessions are this process's only). See replica.go.
+	Advertise  string
+	SessionKey []byte
 	// Secrets opens the upstreams' SecretEnv and SecretHeaders; nil when
 	// no broker key is configured (an upstream that names secrets then
 	// cannot connect).
@@ -117,8 +124,10 @@ type Gateway struct {
 	now     func() time.Time
 	servers map[string]*upstream
 
-	mu        sync.RWMutex
-	publicURL string
+	mu         sync.RWMutex
+	publicURL  string
+	advertised string // the URL other replicas reach this one at
+	sessionKey []byte // MACs session ids (shared by the replicas)
 
 	verified tokenCache
 }
@@ -140,6 +149,14 @@ func New(cfg Config) (*Gateway, error) {
 		g.cfg.CallTimeout = 2 * time.Minute
 	}
 	g.verified.max = 10000
+	g.advertised = strings.TrimSuffix(cfg.Advertise, "/")
+	g.sessionKey = cfg.SessionKey
+	if len(g.sessionKey) == 0 {
+		g.sessionKey = make([]byte, 32)
+		if _, err := rand.Read(g.sessionKey); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range cfg.Servers {
 		if err := ValidateUpstream(s); err != nil {
 			return nil, err

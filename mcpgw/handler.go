@@ -35,6 +35,7 @@ func (u *upstream) serve() {
 	u.server = mcp.NewServer(&mcp.Implementation{Name: "writ/" + u.cfg.Name, Version: "1"}, &mcp.ServerOptions{
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{ListChanged: true}},
 		Logger:       u.log,
+		GetSessionID: u.gw.newSessionID,
 	})
 	u.server.AddReceivingMiddleware(u.enforce)
 	get := func(*http.Request) *mcp.Server { return u.server }
@@ -79,6 +80,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Header.Get("Mcp-Protocol-Version") >= newEra {
 			u.stateless.ServeHTTP(w, r)
+			return
+		}
+		if g.routeSession(w, r) {
 			return
 		}
 		u.stateful.ServeHTTP(w, r)

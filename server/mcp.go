@@ -1,8 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -14,8 +18,12 @@ import (
 // fileMCP is the mcp section of writ.yaml.
 type fileMCP struct {
 	// MaxResultBytes caps one tool result (as JSON); default 1 MiB.
-	MaxResultBytes int             `json:"maxResultBytes"`
-	Servers        []fileMCPServer `json:"servers"`
+	MaxResultBytes int `json:"maxResultBytes"`
+	// Advertise is the URL the other replicas reach this one at; a
+	// session lives in the replica that opened it, and the others proxy
+	// its requests there. Default: publicURL (one replica).
+	Advertise string          `json:"advertise"`
+	Servers   []fileMCPServer `json:"servers"`
 }
 
 type fileMCPServer struct {
@@ -37,10 +45,11 @@ type fileMCPServer struct {
 type MCPConfig struct {
 	Servers        []mcpgw.Upstream
 	MaxResultBytes int
+	Advertise      string
 }
 
 func (fm fileMCP) config() MCPConfig {
-	c := MCPConfig{MaxResultBytes: fm.MaxResultBytes}
+	c := MCPConfig{MaxResultBytes: fm.MaxResultBytes, Advertise: fm.Advertise}
 	for _, s := range fm.Servers {
 		c.Servers = append(c.Servers, mcpgw.Upstream{Name: s.Name, Command: s.Command, Env: s.Env, URL: s.URL, Tools: s.Tools, Workspace: s.Workspace, Redact: s.Redact,
 			SecretEnv: s.SecretEnv, SecretHeaders: s.SecretHeaders})
@@ -49,6 +58,11 @@ func (fm fileMCP) config() MCPConfig {
 }
 
 func (c *MCPConfig) validate() error {
+	if a := c.Advertise; a != "" {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return fmt.Errorf("mcp.advertise %q: want the http(s) URL other replicas reach this one at, without a path", a)
+		}
+	}
 	if c.MaxResultBytes < 0 || c.MaxResultBytes > 64<<20 {
 		return fmt.Errorf("mcp.maxResultBytes %d: must be between 0 (the default, 1 MiB) and 64 MiB", c.MaxResultBytes)
 	}
@@ -70,7 +84,15 @@ func (s *Server) newMCP() (*mcpgw.Gateway, error) {
 	if len(s.cfg.MCP.Servers) == 0 {
 		return nil, nil
 	}
+	// Session ids are authenticated with a key every replica has: one
+	// derived from the audit log's private key (replicas share key files).
+	logKey, err := os.ReadFile(s.cfg.Keys.Log)
+	if err != nil {
+		return nil, fmt.Errorf("mcp session key: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte("writ mcp session ids v1\x00"), bytes.TrimSpace(logKey)...))
 	return mcpgw.New(mcpgw.Config{
+		Advertise: s.cfg.MCP.Advertise, SessionKey: sum[:],
 		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: apiTokens{s}, Decider: s.decider, Events: s.store,
 		StateDir: filepath.Join(s.cfg.DataDir, "mcp"), MaxResultBytes: s.cfg.MCP.MaxResultBytes, Logger: s.log, Now: s.now,
 		Secrets: mcpSecrets(s.broker),
