@@ -1,0 +1,229 @@
+package server_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/auditlog"
+	"github.com/writ-dev/writ/client"
+)
+
+// replicaProc is a `writ serve` process of the test.
+type replicaProc struct {
+	cmd  *exec.Cmd
+	url  string
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+func (p *replicaProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+var servingRE = regexp.MustCompile(`msg="writ serving" addr=(\S+)`)
+
+// startReplicaProc starts `writ serve --config cfg` on a free port and
+// waits until it serves.
+func startReplicaProc(t *testing.T, bin, cfg string) *replicaProc {
+	t.Helper()
+	p := &replicaProc{cmd: exec.Command(bin, "serve", "--config", cfg, "--listen", "127.0.0.1:0")}
+	p.cmd.Env = append(os.Environ(), "WRIT_URL=", "WRIT_TOKEN=")
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			if m := servingRE.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		p.url = "http://" + a
+	case <-time.After(60 * time.Second):
+		t.Fatalf("writ serve did not start:\n%s", p.log())
+	}
+	return p
+}
+
+// TestReplicaKill9 runs two `writ serve` processes on one PostgreSQL
+// database under load, SIGKILLs the one sequencing the audit log mid-load,
+// and checks that the other takes over and that every acknowledged event
+// is in the log exactly once, verified (also by `writ audit verify`).
+func TestReplicaKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs writ processes")
+	}
+	dsn := postgresDatabase(t)
+	d := prepareDev(t)
+	cfgPath := filepath.Join(d.env.Dir, "writ.yaml")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := regexp.MustCompile(`(?m)^publicURL: .*$`).ReplaceAllString(string(raw), "publicURL: http://writ-lb.test")
+	yaml += fmt.Sprintf("\nstore: %q\nlog: {level: debug}\n", dsn)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "writ")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/writ-dev/writ/cmd/writ").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "token", "create", "--human", "dev", "--bootstrap", "--config", cfgPath, "--json").Output()
+	if err != nil {
+		t.Fatalf("bootstrap token: %v", err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
+		t.Fatalf("bootstrap token: %s", out)
+	}
+	a := startReplicaProc(t, bin, cfgPath)
+	b := startReplicaProc(t, bin, cfgPath)
+	procs := []*replicaProc{a, b}
+
+	// Load through both: runs started (two events each) and some ended.
+	ctx := context.Background()
+	var mu sync.Mutex
+	acked := map[writ.RunID]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := procs[(w+i)%2]
+				run, err := client.New(p.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil)
+				if err != nil {
+					continue // the killed replica: not acknowledged
+				}
+				mu.Lock()
+				acked[run.ID] = true
+				mu.Unlock()
+				if i%3 == 0 {
+					client.New(p.url, run.Token).Transition(ctx, string(run.ID), "end", "load")
+				}
+			}
+		})
+	}
+	poll(t, "a replica to sequence the log", func() bool {
+		return strings.Contains(a.log(), "sequencing the audit log") || strings.Contains(b.log(), "sequencing the audit log")
+	})
+	time.Sleep(time.Second)
+	victim, survivor := a, b
+	if !strings.Contains(a.log(), "sequencing the audit log") {
+		victim, survivor = b, a
+	}
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.cmd.Wait()
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	if len(acked) < 10 {
+		t.Fatalf("only %d runs acknowledged under load", len(acked))
+	}
+
+	poll(t, "the survivor to take over the sequencer", func() bool { return strings.Contains(survivor.log(), "sequencing the audit log") })
+	admin := client.New(survivor.url, tok.Token)
+	// Wait until the log holds every committed event: the checkpoint stops
+	// growing and covers every acknowledged run.
+	api := newAuditAPI(t, survivor.url, tok.Token)
+	var entries []client.AuditEntry
+	poll(t, "every acknowledged run in the log", func() bool {
+		note, err := admin.AuditCheckpoint(ctx, 0)
+		if err != nil {
+			return false
+		}
+		cp := api.open(note)
+		es, err := admin.AuditEntries(ctx, 0, cp.Size)
+		if err != nil {
+			return false
+		}
+		started := map[writ.RunID]int{}
+		for _, e := range es {
+			if e.Type == writ.EventRunStarted {
+				started[e.Run]++
+			}
+		}
+		for id := range acked {
+			if started[id] == 0 {
+				return false
+			}
+		}
+		log := make([]auditlog.Entry, len(es))
+		for i, e := range es {
+			log[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
+		}
+		if _, err := auditlog.Verify(cp, log, nil); err != nil {
+			t.Fatalf("the log after the sequencer's SIGKILL: %v", err)
+		}
+		entries = es
+		return true
+	})
+	ids := map[string]int{}
+	started := map[writ.RunID]int{}
+	for _, e := range entries {
+		ids[e.ID]++
+		if e.Type == writ.EventRunStarted {
+			started[e.Run]++
+		}
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("event %s is in the log %d times", id, n)
+		}
+	}
+	for id := range acked {
+		if started[id] != 1 {
+			t.Errorf("acknowledged run %s has %d run.started entries, want 1", id, started[id])
+		}
+	}
+	// The CLI agrees.
+	verify := exec.Command(bin, "audit", "verify", "--trust-file", filepath.Join(t.TempDir(), "trust.json"))
+	verify.Env = append(os.Environ(), "WRIT_URL="+survivor.url, "WRIT_TOKEN="+tok.Token)
+	if out, err := verify.CombinedOutput(); err != nil {
+		t.Errorf("writ audit verify: %v\n%s", err, out)
+	}
+	t.Logf("%d runs acknowledged, %d log entries; %s killed, %s took over", len(acked), len(entries), victim.url, survivor.url)
+}
