@@ -23,7 +23,7 @@ import (
 // of WRIT_TEST_POSTGRES_DSN, dropped when the test ends, and returns its
 // DSN. Without the variable the test is skipped, or fails when
 // WRIT_TEST_REQUIRE_ALL=1 (as sqlstore's forEachDialect does).
-func postgresDatabase(t *testing.T) string {
+func postgresDatabase(t testing.TB) string {
 	t.Helper()
 	dsn := os.Getenv("WRIT_TEST_POSTGRES_DSN")
 	if dsn == "" {
