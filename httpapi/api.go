@@ -85,6 +85,8 @@ type Config struct {
 	OnRunCreated func(*writ.Run)
 	// MCP is the MCP gateway; nil when no MCP server is configured.
 	MCP MCP
+	// Git is the git gateway; nil when there is none.
+	Git Git
 }
 
 // API serves writ's HTTP API.
@@ -183,6 +185,7 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /v1/audit/tlog/tile/{level}/{path...}", a.human(a.tlogTile))
 
 	a.mcpRoutes() // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
+	a.gitRoutes() // /git/{owner}/{repo}.git/…, POST /v1/repos, POST /v1/repos/{owner}/{repo}/merge
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

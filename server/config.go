@@ -42,6 +42,7 @@ type fileConfig struct {
 	Notify       fileNotify        `json:"notify"`
 	Broker       fileBroker        `json:"broker"`
 	MCP          fileMCP           `json:"mcp"`
+	Git          fileGit           `json:"git"`
 }
 
 type fileNotify struct {
@@ -63,6 +64,7 @@ type fileRepo struct {
 	Name           string   `json:"name"`
 	Protected      []string `json:"protected"`
 	ProtectedPaths []string `json:"protectedPaths"`
+	Upstream       string   `json:"upstream"` // push-mirror of protected branches; may carry a secret, never logged
 }
 
 type filePolicy struct {
@@ -161,6 +163,7 @@ type Config struct {
 	Notify       []notify.Webhook // notify.webhooks
 	Broker       BrokerConfig
 	MCP          MCPConfig // mcp
+	Git          GitConfig // git, and repos[].upstream
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -316,6 +319,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
 	}
 	cfg.MCP = fc.MCP.config()
+	cfg.Git = fc.Git.config(fc.Repos)
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -358,6 +362,9 @@ func (c *Config) resolve(dir string) {
 // the key it concerns.
 func (c *Config) Validate() error {
 	if err := notify.CheckWebhooks(c.Notify); err != nil {
+		return err
+	}
+	if err := c.Git.validate(); err != nil {
 		return err
 	}
 	if err := c.MCP.validate(); err != nil {

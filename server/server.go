@@ -27,6 +27,7 @@ import (
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/decision"
+	"github.com/writ-dev/writ/gitgw"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/mcpgw"
 	"github.com/writ-dev/writ/notify"
@@ -64,6 +65,7 @@ type Server struct {
 	// brokerRef lets the store's commit hook reach the broker's revoker.
 	brokerRef atomic.Pointer[broker.Broker]
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
+	git       *gitgw.Gateway // nil without a git binary
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -208,6 +210,11 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	if s.git, err = s.newGit(); err != nil {
+		s.broker.close()
+		store.Close()
+		return nil, err
+	}
 	sensitive := map[string]bool{}
 	for _, e := range cfg.Environments {
 		sensitive[e.Name] = e.Sensitive
@@ -221,7 +228,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
-		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(),
+		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
 				s.poke()

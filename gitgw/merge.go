@@ -1,0 +1,265 @@
+package gitgw
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/decision"
+)
+
+// Merge fast-forwards a protected branch of repository name to the head
+// of a run's branch — once a human approved exactly that change (a
+// commit approval: repo, base, head and diff digest). The first request
+// opens the approval (a KindApprovalPending error naming it); a request
+// after the approval merges exactly the approved head with a
+// compare-and-swap of the base. A repository with an upstream is checked
+// for divergence first and mirrored after. who is the caller: a human, or
+// the run itself.
+func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest, who *writ.Principal) (*writ.MergeResult, error) {
+	if !writ.ValidRepoName(name) || !g.exists(name) {
+		return nil, writ.Errorf(writ.KindNotFound, "unknown_repo", "repository %q is not hosted by this writ", name)
+	}
+	if _, err := writ.ParseRunID(string(req.Run)); err != nil {
+		return nil, writ.Errorf(writ.KindInvalid, "invalid_run", "run %q: want a run id", req.Run)
+	}
+	if who == nil || who.Kind == writ.PrincipalRun && who.Run != req.Run {
+		return nil, writ.Errorf(writ.KindDenied, "not_own_run", "a run may ask to merge only its own work")
+	}
+	run, err := g.cfg.Runs.RunState(ctx, req.Run)
+	if err != nil {
+		return nil, err
+	}
+	prefix := decision.BranchPrefix(run.ID)
+	into := req.Into
+	if into == "" {
+		for _, r := range run.Scope.Repos {
+			if r.Name == name {
+				into = r.Base
+			}
+		}
+	}
+	if into == "" {
+		into = g.headBranch(ctx, name)
+	}
+	if err := writ.ValidateRefName(into); err != nil {
+		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "into: %v", err)
+	}
+	if strings.HasPrefix(into, "writ/") {
+		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "into %q: a run's branch is never merged into", into)
+	}
+	branch := req.Branch
+	if branch != "" && !strings.HasPrefix(branch, prefix) {
+		branch = prefix + branch
+	}
+	if branch == "" {
+		out, err := g.run(ctx, g.dir(name), nil, nil, "for-each-ref", "--format=%(refname)", "--", "refs/heads/"+prefix)
+		if err != nil {
+			return nil, err
+		}
+		refs := strings.Fields(string(out))
+		switch len(refs) {
+		case 0:
+			return nil, writ.Errorf(writ.KindNotFound, "no_run_branch", "run %s has pushed no branch to %s; push to %s<name> first", run.ID, name, prefix)
+		case 1:
+			branch = strings.TrimPrefix(refs[0], "refs/heads/")
+		default:
+			return nil, writ.Errorf(writ.KindInvalid, "branch_required", "run %s pushed %d branches to %s (%s); say which with --branch", run.ID, len(refs), name, strings.Join(refs, ", "))
+		}
+	}
+	if err := writ.ValidateRefName(branch); err != nil {
+		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "branch: %v", err)
+	}
+	// A branch that does not exist yet (the first merge into a new,
+	// empty repository) is created from the empty tree: base "" and the
+	// compare-and-swap expects it absent.
+	base, err := g.revParse(ctx, name, "refs/heads/"+into)
+	if err != nil {
+		if _, herr := g.run(ctx, g.dir(name), nil, nil, "show-ref", "--verify", "--quiet", "--", "refs/heads/"+into); herr == nil {
+			return nil, err
+		}
+		base = ""
+	}
+	head, err := g.revParse(ctx, name, "refs/heads/"+branch)
+	if err != nil {
+		return nil, writ.Errorf(writ.KindNotFound, "no_such_branch", "%s has no branch %q", name, branch)
+	}
+	if base == head {
+		return nil, writ.Errorf(writ.KindConflict, "nothing_to_merge", "%s of %s is already at %s: nothing to merge", into, name, head)
+	}
+	from := base
+	if base == "" {
+		from = emptyTree
+	} else if ok, err := g.isAncestor(ctx, name, nil, base, head); err != nil {
+		return nil, err
+	} else if !ok {
+		return nil, writ.Errorf(writ.KindConflict, "not_fast_forward", "%s is not based on the tip of %s (%s); the run rebases its branch onto %s and pushes again", branch, into, short(base), into)
+	}
+	out, err := g.run(ctx, g.dir(name), nil, nil, "diff", "--name-only", "-z", "--no-renames", from, head, "--")
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for p := range strings.SplitSeq(strings.TrimSuffix(string(out), "\x00"), "\x00") {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	digest, err := g.diffDigest(ctx, name, from, head)
+	if err != nil {
+		return nil, err
+	}
+	res := &writ.MergeResult{Repo: name, Into: into, Branch: branch, Base: base, Head: head, DiffDigest: digest}
+
+	// An upstream that moved on its own would be overwritten: refuse.
+	upstream := g.upstream(ctx, name)
+	upOld := ""
+	if upstream != "" {
+		res.Upstream = redactURL(upstream)
+		if upOld, err = g.checkUpstream(ctx, name, upstream, into, base); err != nil {
+			return nil, err
+		}
+	}
+
+	a := writ.Action{Kind: writ.ActionMerge, Target: writ.Target{Repo: name, Ref: "refs/heads/" + into, Base: base, Head: head, Digest: digest, Paths: paths[:min(len(paths), writ.MaxActionPaths)]}}
+	args, _ := json.Marshal(map[string]any{"branch": branch, "pathCount": len(paths)})
+	a.Args = args
+	d, err := g.cfg.Decider.Decide(ctx, &decision.Request{Run: run, Action: a, Via: "git", Actor: who.Actor()})
+	if err != nil {
+		return nil, err
+	}
+	res.Decision = d.ID
+	switch d.Verdict {
+	case writ.VerdictApprovalRequired:
+		e := writ.Errorf(writ.KindApprovalPending, "approval_required", "merging %s (%s) into %s of %s needs a human approval of exactly this change: %s", branch, head[:12], into, name, reasonText(d))
+		e.Decision = d.ID
+		if d.Approval != nil {
+			e.Approval = d.Approval.ID
+			e.Message += fmt.Sprintf("; approve %s (writ approvals approve %s), then merge again", d.Approval.ID, d.Approval.ID)
+		}
+		return nil, e
+	case writ.VerdictAllow:
+	default:
+		e := writ.Errorf(writ.KindDenied, reasonCode(d), "%s", reasonText(d))
+		e.Decision = d.ID
+		return nil, e
+	}
+	if d.Approval != nil {
+		res.Approval = d.Approval.ID
+	}
+
+	// The compare-and-swap: into moves from exactly base to exactly the
+	// approved head, or not at all.
+	unlock := g.lock(name)
+	_, err = g.run(ctx, g.dir(name), []string{"GIT_COMMITTER_NAME=writ", "GIT_COMMITTER_EMAIL=writ@localhost"}, nil,
+		"update-ref", "-m", fmt.Sprintf("writ merge of run %s (approval %s)", run.ID, res.Approval), "refs/heads/"+into, head, cmp.Or(base, zeroID))
+	unlock()
+	if err != nil {
+		g.log.InfoContext(ctx, "merge lost its compare-and-swap", slog.String("repo", name), slog.Any("error", err))
+		return nil, writ.Errorf(writ.KindConflict, "base_moved", "%s of %s moved while merging (it is no longer %s); ask again: a new approval of the new change is needed", into, name, short(base))
+	}
+	if upstream != "" {
+		if err := g.mirror(ctx, name, upstream, into, head, upOld); err != nil {
+			res.MirrorError = err.Error()
+			g.log.WarnContext(ctx, "mirroring a merge upstream failed", slog.String("repo", name), slog.String("upstream", res.Upstream), slog.String("error", res.MirrorError))
+		} else {
+			res.Mirrored = true
+		}
+	}
+	details := map[string]any{"repo": name, "into": into, "branch": branch, "base": base, "head": head, "diffDigest": digest,
+		"approval": res.Approval, "decision": d.ID, "pathCount": len(paths)}
+	if upstream != "" {
+		details["upstream"] = res.Upstream
+		details["mirrored"] = res.Mirrored
+		if res.MirrorError != "" {
+			details["mirrorError"] = res.MirrorError
+		}
+	}
+	if err := g.cfg.Events.AppendEvent(ctx, &writ.Event{Type: EventMerge, Run: run.ID, Actor: who.Actor(), Action: writ.ActionMerge, Decision: d.ID,
+		Subject: res.Approval, Details: details}); err != nil {
+		return nil, err
+	}
+	g.log.InfoContext(ctx, "merged", slog.String("repo", name), slog.String("into", into), slog.String("head", head), slog.String("approval", res.Approval))
+	return res, nil
+}
+
+// emptyTree is git's empty tree (SHA-1), the base of a first merge.
+const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+func short(sha string) string { return sha[:min(len(sha), 12)] }
+
+func (g *Gateway) revParse(ctx context.Context, name, ref string) (string, error) {
+	out, err := g.run(ctx, g.dir(name), nil, nil, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(out))
+	if !isHexID(s) {
+		return "", fmt.Errorf("rev-parse %s: %q", ref, s)
+	}
+	return s, nil
+}
+
+// diffDigest is the SHA-256 of the full binary diff from base to head:
+// what the approver approves, byte for byte.
+func (g *Gateway) diffDigest(ctx context.Context, name, base, head string) (string, error) {
+	c := g.cmd(ctx, g.dir(name), nil, "diff", "--binary", "--full-index", "--no-renames", "--no-ext-diff", "--no-textconv", "--no-color", base, head, "--")
+	h := sha256.New()
+	var stderr bytes.Buffer
+	c.Stdout, c.Stderr = h, &limitedWriter{w: &stderr, n: 4096}
+	if err := c.Run(); err != nil {
+		return "", &gitError{args: c.Args[1:], err: err, stderr: stderr.String()}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// checkUpstream reads where into is on the upstream; it must be base,
+// absent, or an ancestor of base writ has (writ is ahead after a failed
+// mirror). Anything else is a divergence, refused: writ never overwrites
+// an upstream's history. It returns the upstream's value, for the push's
+// lease.
+func (g *Gateway) checkUpstream(ctx context.Context, name, upstream, into, base string) (string, error) {
+	out, err := g.run(ctx, g.dir(name), nil, nil, "ls-remote", "--", upstream, "refs/heads/"+into)
+	if err != nil {
+		g.log.WarnContext(ctx, "reading the upstream", slog.String("repo", name), slog.String("error", redactErr(err, upstream)))
+		return "", writ.Errorf(writ.KindUnavailable, "upstream_unreachable", "cannot read %s on the upstream %s; the merge waits until it answers", into, redactURL(upstream))
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "", nil
+	}
+	up := f[0]
+	if !isHexID(up) {
+		return "", writ.Errorf(writ.KindUnavailable, "upstream_unreachable", "the upstream %s answered something that is not a commit id for %s", redactURL(upstream), into)
+	}
+	if up == base {
+		return up, nil
+	}
+	if base == "" {
+		return "", writ.Errorf(writ.KindConflict, "upstream_diverged", "%s exists on the upstream %s (at %s) but not in writ: an admin brings writ's copy up to date before this merge", into, redactURL(upstream), short(up))
+	}
+	if _, err := g.run(ctx, g.dir(name), nil, nil, "cat-file", "-e", up+"^{commit}"); err == nil {
+		if ok, _ := g.isAncestor(ctx, name, nil, up, base); ok {
+			return up, nil
+		}
+	}
+	return "", writ.Errorf(writ.KindConflict, "upstream_diverged", "%s on the upstream %s is at %s, which is not in writ's %s (%s): the upstream changed on its own; an admin brings writ's copy up to date before this merge, writ never overwrites it", into, redactURL(upstream), short(up), into, short(base))
+}
+
+// mirror pushes head to into on the upstream, expecting it at old (""
+// expects it absent).
+func (g *Gateway) mirror(ctx context.Context, name, upstream, into, head, old string) error {
+	_, err := g.run(ctx, g.dir(name), nil, nil, "push", "--quiet", "--porcelain", "--no-verify",
+		"--force-with-lease=refs/heads/"+into+":"+old, "--", upstream, head+":refs/heads/"+into)
+	if err != nil {
+		return fmt.Errorf("git push to the upstream failed: %s", redactErr(err, upstream))
+	}
+	return nil
+}

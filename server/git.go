@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/gitgw"
+	"github.com/writ-dev/writ/httpapi"
+)
+
+// fileGit is the git section of writ.yaml.
+type fileGit struct {
+	// Binary is the git executable (default: git on PATH).
+	Binary string `json:"binary"`
+	// Root holds the hosted repositories (default <dataDir>/repos).
+	Root string `json:"root"`
+	// MaxPackBytes caps one push (default 256 MiB); MaxObjects the objects
+	// in its pack (default 200000).
+	MaxPackBytes int64 `json:"maxPackBytes"`
+	MaxObjects   int   `json:"maxObjects"`
+	// MaxScanBytes: blobs over it are not secret-scanned, only listed
+	// (default 1 MiB).
+	MaxScanBytes int64 `json:"maxScanBytes"`
+	// Timeout bounds one clone, fetch or push (default 10m).
+	Timeout writ.Duration `json:"timeout"`
+}
+
+// GitConfig configures the git gateway (docs/git.md).
+type GitConfig struct {
+	Binary       string
+	Root         string // empty: <dataDir>/repos
+	MaxPackBytes int64
+	MaxObjects   int
+	MaxScanBytes int64
+	Timeout      time.Duration
+	// Upstreams are the push-mirrors by repository (repos[].upstream).
+	Upstreams map[string]string
+}
+
+func (fg fileGit) config(repos []fileRepo) GitConfig {
+	c := GitConfig{Binary: fg.Binary, Root: fg.Root, MaxPackBytes: fg.MaxPackBytes, MaxObjects: fg.MaxObjects,
+		MaxScanBytes: fg.MaxScanBytes, Timeout: fg.Timeout.D(), Upstreams: map[string]string{}}
+	for _, r := range repos {
+		if r.Upstream != "" {
+			c.Upstreams[r.Name] = r.Upstream
+		}
+	}
+	return c
+}
+
+func (c *GitConfig) validate() error {
+	if c.MaxPackBytes < 0 || c.MaxObjects < 0 || c.MaxScanBytes < 0 || c.Timeout < 0 {
+		return fmt.Errorf("git: maxPackBytes, maxObjects, maxScanBytes and timeout must not be negative (0 means the default)")
+	}
+	for name, u := range c.Upstreams {
+		if err := gitgw.ValidateUpstream(u); err != nil {
+			return fmt.Errorf("repos %q upstream: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// newGit builds the git gateway, or nil (with a warning) when there is no
+// git binary.
+func (s *Server) newGit() (*gitgw.Gateway, error) {
+	c := s.cfg.Git
+	bin := c.Binary
+	if bin == "" {
+		bin = "git"
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		s.log.Warn("no git binary: the git gateway is off", slog.String("git", bin))
+		return nil, nil
+	}
+	root := c.Root
+	switch {
+	case root == "":
+		root = filepath.Join(s.cfg.DataDir, "repos")
+	case !filepath.IsAbs(root) && s.cfg.Path != "":
+		root = filepath.Join(filepath.Dir(s.cfg.Path), root) // relative to writ.yaml, as other paths
+	}
+	var repos []gitgw.Repo
+	for _, r := range s.cfg.Repos {
+		repos = append(repos, gitgw.Repo{Name: r.Name, Protected: r.Protected, Upstream: c.Upstreams[r.Name]})
+	}
+	for name, u := range c.Upstreams {
+		found := false
+		for _, r := range repos {
+			found = found || r.Name == name
+		}
+		if !found {
+			repos = append(repos, gitgw.Repo{Name: name, Upstream: u})
+		}
+	}
+	return gitgw.New(gitgw.Config{
+		Root: root, Git: bin, Leases: s.broker.broker, Humans: gitAPI{s}, Runs: gitAPI{s}, Decider: s.decider, Events: s.store,
+		Repos: repos, MaxPackBytes: c.MaxPackBytes, MaxObjects: c.MaxObjects, MaxScanBytes: c.MaxScanBytes, Timeout: c.Timeout,
+		Logger: s.log, Now: s.now,
+	})
+}
+
+// gitHandler is the gateway as the API mounts it (nil when there is none).
+func (s *Server) gitHandler() httpapi.Git {
+	if s.git == nil {
+		return nil
+	}
+	return s.git
+}
+
+// gitAPI lets the gateway check human tokens and read runs through the
+// API, which is built after it.
+type gitAPI struct{ s *Server }
+
+func (g gitAPI) HumanFromToken(ctx context.Context, token string) (*writ.Principal, error) {
+	return g.s.api.HumanFromToken(ctx, token)
+}
+
+func (g gitAPI) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
+	return g.s.api.RunState(ctx, id)
+}
