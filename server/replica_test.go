@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -240,5 +241,46 @@ func TestReplicasRevokeEachLeaseOnce(t *testing.T) {
 	}
 	if len(revoked) != n {
 		t.Errorf("%d leases revoked, want %d", len(revoked), n)
+	}
+}
+
+// TestReplicasShareGitRepos: with several replicas the hosted repositories
+// live on a filesystem they all mount (here, one data directory); a push
+// through replica A is fetched through replica B and the other way round,
+// with the same run's git credential (leases are in the shared database).
+func TestReplicasShareGitRepos(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	dsn := postgresDatabase(t)
+	d := prepareDev(t)
+	d.cfg.Store = dsn
+	// Each replica's public URL is its own bound address here: the run's
+	// DPoP-bound client talks to A only.
+	a := start(t, d.cfg, server.Options{}, d.finish(t))
+	b := start(t, d.cfg, server.Options{}, nil)
+	p := &policyRig{t: t, d: d, r: a, human: client.New(a.url, d.env.Token)}
+	g := newGitRun(t, p, map[string][]byte{"src/a.go": []byte("package a\n")})
+	sha := g.commit("src/a.go", "package a // through A\n")
+	g.push()
+	branch := "refs/heads/writ/" + string(g.run) + "/work"
+	viaB := strings.Replace(g.url, a.url, b.url, 1)
+	if got := gitCmd(t, g.dir, "-c", "credential.helper=", "ls-remote", viaB, branch); !strings.HasPrefix(got, sha) {
+		t.Fatalf("B serves %q for the branch A received %s", got, sha)
+	}
+	// And the other way: a push through B is what A serves.
+	gitCmd(t, g.workDir, "remote", "add", "b", viaB)
+	sha2 := g.commit("src/a.go", "package a // through B\n")
+	gitCmd(t, g.workDir, "-c", "credential.helper=", "push", "-q", "b", "HEAD:"+branch)
+	if got := gitCmd(t, g.dir, "-c", "credential.helper=", "ls-remote", g.url, branch); !strings.HasPrefix(got, sha2) {
+		t.Fatalf("A serves %q for the branch B received %s", got, sha2)
+	}
+	// A push to main is refused on either replica.
+	for _, remote := range []string{"origin", "b"} {
+		c := exec.Command("git", "-c", "credential.helper=", "push", remote, "HEAD:refs/heads/main")
+		c.Dir = g.workDir
+		if out, err := c.CombinedOutput(); err == nil || !strings.Contains(string(out), "writ:") {
+			t.Errorf("push to main through %s: %v\n%s", remote, err, out)
+		}
 	}
 }
