@@ -85,6 +85,10 @@ type Config struct {
 	OnRunCreated func(*writ.Run)
 	// MCP is the MCP gateway; nil when no MCP server is configured.
 	MCP MCP
+	// KillSwitches records heartbeats, disabled agents and the freeze;
+	// Heartbeat is the launchers' heartbeat schedule.
+	KillSwitches KillSwitchStore
+	Heartbeat    HeartbeatConfig
 }
 
 // API serves writ's HTTP API.
@@ -182,7 +186,8 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /v1/audit/tlog/tile/entries/{path...}", a.human(a.tlogEntries))
 	a.route("GET /v1/audit/tlog/tile/{level}/{path...}", a.human(a.tlogTile))
 
-	a.mcpRoutes() // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
+	a.mcpRoutes()        // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
+	a.killSwitchRoutes() // heartbeat, agent disable/enable, freeze
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

@@ -42,6 +42,7 @@ type fileConfig struct {
 	Notify       fileNotify        `json:"notify"`
 	Broker       fileBroker        `json:"broker"`
 	MCP          fileMCP           `json:"mcp"`
+	Egress       fileEgress        `json:"egress"`
 }
 
 type fileNotify struct {
@@ -131,8 +132,9 @@ type fileTriggers struct {
 }
 
 type fileRunsConfig struct {
-	ExpiryInterval writ.Duration `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
-	MaxDepth       *int          `json:"maxDepth"`       // how deep delegation may go; default 3
+	ExpiryInterval writ.Duration  `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
+	MaxDepth       *int           `json:"maxDepth"`       // how deep delegation may go; default 3
+	Heartbeat      *fileHeartbeat `json:"heartbeat"`      // launcher heartbeats; see heartbeat.go
 }
 
 // Config is the typed configuration of a writ server, built from a file by
@@ -160,7 +162,9 @@ type Config struct {
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
 	Broker       BrokerConfig
-	MCP          MCPConfig // mcp
+	MCP          MCPConfig       // mcp
+	Heartbeat    HeartbeatConfig // runs.heartbeat
+	Egress       EgressConfig    // egress
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -209,6 +213,8 @@ func DefaultConfig() Config {
 		TriggerMaxLifetime: 24 * time.Hour,
 		ExpiryInterval:     time.Second,
 		MaxDepth:           3,
+		Heartbeat:          HeartbeatConfig{Interval: 10 * time.Second, Missed: 3},
+		Egress:             EgressConfig{MaxTunnels: 1024, MaxTunnelsPerRun: 64},
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
 			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
@@ -316,6 +322,8 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 		cfg.Notify = append(cfg.Notify, notify.Webhook{URL: w.URL, Format: w.Format, Events: w.Events})
 	}
 	cfg.MCP = fc.MCP.config()
+	cfg.Heartbeat.parse(fc.Runs.Heartbeat)
+	cfg.Egress.parse(fc.Egress)
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -361,6 +369,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.MCP.validate(); err != nil {
+		return err
+	}
+	if err := c.Heartbeat.validate(); err != nil {
+		return err
+	}
+	if err := c.Egress.validate(); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.PublicURL)
