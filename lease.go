@@ -30,6 +30,10 @@ const (
 	CredentialPostgres = "postgres"
 	CredentialVault    = "vault"
 	CredentialGitHub   = "github"
+	// CredentialEgress is the egress proxy's credential: one per run, valid
+	// until the run's deadline (MaxLeaseTTL does not apply), revoked when
+	// the run stops; every connection through it is decided on its own.
+	CredentialEgress = "egress"
 )
 
 // MaxLeaseTTL is the longest any lease lives, whatever policy says

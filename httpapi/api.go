@@ -87,6 +87,10 @@ type Config struct {
 	MCP MCP
 	// Git is the git gateway; nil when there is none.
 	Git Git
+	// KillSwitches records heartbeats, disabled agents and the freeze;
+	// Heartbeat is the launchers' heartbeat schedule.
+	KillSwitches KillSwitchStore
+	Heartbeat    HeartbeatConfig
 }
 
 // API serves writ's HTTP API.
@@ -184,8 +188,9 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("GET /v1/audit/tlog/tile/entries/{path...}", a.human(a.tlogEntries))
 	a.route("GET /v1/audit/tlog/tile/{level}/{path...}", a.human(a.tlogTile))
 
-	a.mcpRoutes() // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
-	a.gitRoutes() // /git/{owner}/{repo}.git/…, POST /v1/repos, POST /v1/repos/{owner}/{repo}/merge
+	a.mcpRoutes()        // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
+	a.gitRoutes()        // /git/{owner}/{repo}.git/…, POST /v1/repos, POST /v1/repos/{owner}/{repo}/merge
+	a.killSwitchRoutes() // heartbeat, agent disable/enable, freeze
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/broker"
+	"github.com/writ-dev/writ/broker/egresslease"
 	"github.com/writ-dev/writ/broker/gitlease"
 	"github.com/writ-dev/writ/broker/pgrole"
 	"github.com/writ-dev/writ/broker/secret"
@@ -211,7 +212,7 @@ func newBroker(cfg Config, store broker.Store, secretStore secret.Store, decider
 	if err != nil {
 		return nil, err
 	}
-	sources := map[string]broker.Source{writ.CredentialGit: gitlease.Source{}}
+	sources := map[string]broker.Source{writ.CredentialGit: gitlease.Source{}, writ.CredentialEgress: egresslease.Source{}}
 	if sealer != nil {
 		bp.secrets, err = secret.New(secretStore, sealer)
 		if err != nil {

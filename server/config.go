@@ -43,6 +43,7 @@ type fileConfig struct {
 	Broker       fileBroker        `json:"broker"`
 	MCP          fileMCP           `json:"mcp"`
 	Git          fileGit           `json:"git"`
+	Egress       fileEgress        `json:"egress"`
 }
 
 type fileNotify struct {
@@ -133,8 +134,9 @@ type fileTriggers struct {
 }
 
 type fileRunsConfig struct {
-	ExpiryInterval writ.Duration `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
-	MaxDepth       *int          `json:"maxDepth"`       // how deep delegation may go; default 3
+	ExpiryInterval writ.Duration  `json:"expiryInterval"` // upper bound between expiry sweeps; default 1s
+	MaxDepth       *int           `json:"maxDepth"`       // how deep delegation may go; default 3
+	Heartbeat      *fileHeartbeat `json:"heartbeat"`      // launcher heartbeats; see heartbeat.go
 }
 
 // Config is the typed configuration of a writ server, built from a file by
@@ -162,8 +164,10 @@ type Config struct {
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
 	Broker       BrokerConfig
-	MCP          MCPConfig // mcp
-	Git          GitConfig // git, and repos[].upstream
+	MCP          MCPConfig       // mcp
+	Git          GitConfig       // git, and repos[].upstream
+	Heartbeat    HeartbeatConfig // runs.heartbeat
+	Egress       EgressConfig    // egress
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -212,6 +216,8 @@ func DefaultConfig() Config {
 		TriggerMaxLifetime: 24 * time.Hour,
 		ExpiryInterval:     time.Second,
 		MaxDepth:           3,
+		Heartbeat:          HeartbeatConfig{Interval: 10 * time.Second, Missed: 3},
+		Egress:             EgressConfig{MaxTunnels: 1024, MaxTunnelsPerRun: 64},
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
 			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
@@ -320,6 +326,8 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	}
 	cfg.MCP = fc.MCP.config()
 	cfg.Git = fc.Git.config(fc.Repos)
+	cfg.Heartbeat.parse(fc.Runs.Heartbeat)
+	cfg.Egress.parse(fc.Egress)
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -368,6 +376,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.MCP.validate(); err != nil {
+		return err
+	}
+	if err := c.Heartbeat.validate(); err != nil {
+		return err
+	}
+	if err := c.Egress.validate(); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.PublicURL)

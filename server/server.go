@@ -66,6 +66,7 @@ type Server struct {
 	brokerRef atomic.Pointer[broker.Broker]
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	git       *gitgw.Gateway // nil without a git binary
+	egress    *egressProxy
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -229,6 +230,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
+		KillSwitches: store, Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
 				s.poke()
@@ -236,8 +238,9 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		},
 	})
 	s.apiRef.Store(s.api)
+	s.egress = newEgressProxy(cfg.Egress, s.broker.broker, store.GetRun, s.decider, s.log)
 	s.http = &http.Server{
-		Handler:           s.api,
+		Handler:           s.egress.wrap(s.api), // CONNECT: the egress proxy; the rest: the API
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -327,6 +330,8 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })
+	g.Go(func() error { return s.heartbeatLoop(gctx) })
+	g.Go(func() error { s.egress.watch(gctx, time.Second); return nil })
 	if s.mcp != nil {
 		g.Go(func() error { s.mcp.Start(gctx); return nil }) // connects the MCP upstreams
 	}

@@ -140,6 +140,9 @@ func (db *DB) CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRec
 	}
 
 	return db.write(ctx, func(tx *wtx) error {
+		if err := tx.checkKillSwitches(run.Agent); err != nil {
+			return err
+		}
 		createdAt := run.CreatedAt
 		if createdAt.IsZero() {
 			createdAt = tx.now
@@ -237,6 +240,9 @@ func (db *DB) CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ
 		return err
 	}
 	return db.write(ctx, func(tx *wtx) error {
+		if err := tx.checkKillSwitches(run.Agent); err != nil {
+			return err
+		}
 		p, err := scanRun(tx.queryRow("SELECT "+runCols+" FROM runs WHERE id = ?", string(run.Parent)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return writ.Errorf(writ.KindNotFound, "run_not_found", "parent run %s not found", run.Parent)
@@ -411,6 +417,11 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 	case to == writ.RunActive && !tx.now.Before(r.Deadline):
 		return nil, writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
 			id, r.Deadline.Format(time.RFC3339))
+	}
+	if to == writ.RunActive {
+		if err := tx.checkKillSwitches(r.Agent); err != nil {
+			return nil, err
+		}
 	}
 	if to == writ.RunActive && r.Parent != "" {
 		// A child never acts while its parent cannot: resume the parent

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/launch"
 )
 
 // Exit codes (DESIGN.md §4.9).
@@ -71,6 +72,10 @@ func main1() int {
 
 // runMain dispatches args to a command and maps its error to an exit code.
 func runMain(ctx context.Context, e *env, args []string) int {
+	if len(args) > 0 && args[0] == launch.SandboxArg {
+		// `writ run`'s sandbox helper: restrict, then exec CMD.
+		return launch.SandboxMain(e.stderr)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printHelp(e.stdout)
 		if len(args) == 0 {
