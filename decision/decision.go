@@ -79,6 +79,11 @@ type Config struct {
 	// OnRunChanged is called after a decision suspended a run, so caches
 	// of run state drop it; may be nil.
 	OnRunChanged func(writ.RunID)
+	// Shared says other processes (replicas) decide for the same runs on
+	// the same store: a run's history is then read from the store for
+	// every decision instead of kept in memory, so budgets and denial
+	// thresholds count every replica's decisions.
+	Shared bool
 }
 
 // Point is the decision point. It is safe for concurrent use; decisions
@@ -404,7 +409,7 @@ func (p *Point) history(ctx context.Context, id writ.RunID, now time.Time) (*his
 	p.mu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.loaded {
+	if h.loaded && !p.cfg.Shared {
 		return h, nil
 	}
 	rh, err := p.cfg.Store.RunHistory(ctx, id, now.Add(-p.window()), p.cfg.HistoryLimit)

@@ -1249,3 +1249,42 @@ func TestCallRefNamesOneCall(t *testing.T) {
 		t.Fatalf("the same call again: %v", err)
 	}
 }
+
+// TestSharedHistory: with several replicas deciding for the same run on
+// one store, a point configured Shared sees the other replicas' decisions
+// in the run's history (budgets and denial thresholds count them); one
+// that keeps history in memory does not — the reason for the option.
+func TestSharedHistory(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			cfg := f.cfg
+			cfg.Shared = shared
+			a := decision.New(cfg)
+			b := decision.New(f.cfg) // another replica
+			req := func() *decision.Request {
+				return &decision.Request{Run: f.run, Action: writ.Action{Kind: writ.ActionTool, Name: "read"}, Actor: "run:x"}
+			}
+			if _, err := a.Decide(ctx, req()); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if _, err := b.Decide(ctx, req()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := a.Decide(ctx, req()); err != nil {
+				t.Fatal(err)
+			}
+			_, in := f.pol.last(t)
+			want := 1
+			if shared {
+				want = 4
+			}
+			if in.History.Counts.Total != want {
+				t.Errorf("history total seen by replica A = %d, want %d", in.History.Counts.Total, want)
+			}
+		})
+	}
+}

@@ -177,6 +177,9 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	s.decider = decision.New(decision.Config{
 		Store: store, Policy: s.policy.engine, Environments: cfg.Environments, Repos: cfg.Repos, Denials: cfg.Policy.Denials,
 		ApprovalTTL: cfg.Policy.ApprovalTTL, Logger: s.log, Now: s.now,
+		// Replicas decide for the same runs: budgets and thresholds count
+		// every replica's decisions.
+		Shared: store.Shared(),
 		OnRunChanged: func(id writ.RunID) {
 			if s.api != nil {
 				s.api.RunChanged(id)

@@ -337,3 +337,7 @@ func decOptTime(n sql.NullInt64) time.Time {
 	}
 	return decTime(n.Int64)
 }
+
+// Shared reports whether other processes may write the same database
+// (PostgreSQL: replicas), so in-memory views of it go stale.
+func (db *DB) Shared() bool { return db.d == postgresDialect }
