@@ -84,10 +84,18 @@ func runMain(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	cmd, rest := lookup(args)
+	if cmd != nil && cmd.name == "run" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		// `writ run WORD`: not the launcher (which takes flags, then --
+		// CMD), so a mistyped subcommand of run.
+		cmd = nil
+	}
 	if cmd == nil {
 		fmt.Fprintf(e.stderr, "writ: error: unknown command %q\n", strings.Join(args[:min(len(args), 2)], " "))
 		if subs := subcommands(args[0]); len(subs) > 0 {
 			fmt.Fprintf(e.stderr, "writ: hint: %q takes one of: %s\n", args[0], strings.Join(subs, ", "))
+			if args[0] == "run" {
+				fmt.Fprintf(e.stderr, "writ: hint: to run an agent under a new run: writ run --trigger FILE [flags] -- CMD [ARG…]\n")
+			}
 		} else {
 			fmt.Fprintf(e.stderr, "writ: hint: run `writ help` for the list of commands\n")
 		}
