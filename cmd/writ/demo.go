@@ -71,6 +71,10 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	if err != nil {
 		return err
 	}
+	bob, err := demoSetup(&cfg)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
 	if err != nil {
@@ -287,6 +291,9 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		var ev writ.Event
 		_ = json.Unmarshal(te.Event, &ev)
 		d.detail("#%-3d %-17s %-12s %s", te.Seq, te.Type, ev.Actor, summary(&ev))
+	}
+	if err := demoGit(ctx, d, url, human, key, bob, dev.Human); err != nil {
+		return err
 	}
 	fmt.Fprintf(e.stdout, "\ndemo ok\n")
 	return nil

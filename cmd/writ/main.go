@@ -20,6 +20,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/launch"
+	"github.com/writ-dev/writ/mcpgw"
 )
 
 // Exit codes (DESIGN.md §4.9).
@@ -72,6 +73,10 @@ func main1() int {
 
 // runMain dispatches args to a command and maps its error to an exit code.
 func runMain(ctx context.Context, e *env, args []string) int {
+	if len(args) > 0 && args[0] == mcpgw.DemoServerArg {
+		// `writ demo`'s MCP upstream (no npm needed).
+		return mcpgw.ServeDemo()
+	}
 	if len(args) > 0 && args[0] == launch.SandboxArg {
 		// `writ run`'s sandbox helper: restrict, then exec CMD.
 		return launch.SandboxMain(e.stderr)
