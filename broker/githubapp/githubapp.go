@@ -50,7 +50,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -170,7 +169,7 @@ func New(cfg Config) (*Source, error) {
 	if s.key, err = loadKey(cfg.PrivateKeyFile); err != nil {
 		return nil, bad("privateKeyFile %s: %v", cfg.PrivateKeyFile, err)
 	}
-	s.http = httpClient(cfg.HTTPClient)
+	s.http = broker.HTTPClient(cfg.HTTPClient, defaultTimeout)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -533,52 +532,7 @@ func isAlnum(r rune) bool { return r < 128 && (unicode.IsLetter(r) || unicode.Is
 // checkAPIURL checks the API root and returns it without a trailing slash.
 // Tokens travel to it, so it must be https unless on a loopback host.
 func checkAPIURL(a string) (string, error) {
-	u, err := url.Parse(a)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q is not a URL such as %s", a, DefaultAPIURL)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !loopback(u.Hostname()) {
-			return "", fmt.Errorf("%q is plain http: tokens travel to GitHub, so use https (http only on a loopback host)", a)
-		}
-	default:
-		return "", fmt.Errorf("%q: the scheme must be https", a)
-	}
-	return strings.TrimRight(a, "/"), nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// httpClient returns a copy of c (or a default client) that has a timeout
-// and follows no redirects (a redirect would carry the bearer elsewhere).
-func httpClient(c *http.Client) *http.Client {
-	var out http.Client
-	if c != nil {
-		out = *c
-	} else {
-		out.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: defaultTimeout,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			ForceAttemptHTTP2:     true,
-		}
-	}
-	if out.Timeout <= 0 {
-		out.Timeout = defaultTimeout
-	}
-	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &out
+	return broker.ServiceURL(a, "GitHub", DefaultAPIURL)
 }
 
 // HandleIsSecret reports that a lease's handle (the token, which revokes

@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -623,28 +622,7 @@ func checkAddress(a string) (string, error) {
 	if a == "" {
 		return "", errors.New("empty: set Vault's URL, such as https://vault.example.org:8200")
 	}
-	u, err := url.Parse(a)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%q is not a URL such as https://vault.example.org:8200", a)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !loopback(u.Hostname()) {
-			return "", fmt.Errorf("%q is plain http: tokens travel to Vault, so use https (http only for a loopback dev server)", a)
-		}
-	default:
-		return "", fmt.Errorf("%q: the scheme must be https", a)
-	}
-	return strings.TrimRight(a, "/"), nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return broker.ServiceURL(a, "Vault", "https://vault.example.org:8200")
 }
 
 // redactURL drops any user info and query from a URL for an error text.
@@ -666,27 +644,9 @@ func pathErr(err error) error {
 	return err
 }
 
-// httpClient returns a copy of c (or a default client) that has timeouts
-// and follows no redirects, and the timeout for one call.
+// httpClient returns the client Vault is called with and the timeout of
+// one call.
 func httpClient(c *http.Client) (*http.Client, time.Duration) {
-	var out http.Client
-	if c != nil {
-		out = *c
-	} else {
-		out.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: defaultTimeout,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   4,
-			ForceAttemptHTTP2:     true,
-		}
-	}
-	if out.Timeout <= 0 {
-		out.Timeout = defaultTimeout
-	}
-	// A redirect would carry X-Vault-Token to wherever it points.
-	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &out, out.Timeout
+	out := broker.HTTPClient(c, defaultTimeout)
+	return out, out.Timeout
 }
