@@ -56,6 +56,25 @@ if command -v npm >/dev/null 2>&1; then
   echo "mcp inspector: $("$WRIT_TEST_MCP_INSPECTOR" --version 2>/dev/null || echo unavailable)"
 fi
 
+step "Chromium"
+# The web UI's browser tests (server/webui_browser_test.go) drive Debian's
+# headless Chromium through chromedp. Installed when missing and we may
+# (root with apt-get); otherwise those tests skip with a message, and fail
+# under WRIT_TEST_REQUIRE_ALL=1.
+chromium_bin=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$chromium_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null ||
+    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } ||
+    echo "installing chromium failed"
+  chromium_bin=$(command -v chromium || true)
+fi
+if [ -n "$chromium_bin" ]; then
+  export WRIT_TEST_CHROMIUM="$chromium_bin"
+  echo "chromium: $("$WRIT_TEST_CHROMIUM" --version 2>/dev/null || echo unavailable)"
+else
+  echo "chromium not found and not installable here: the browser tests will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then

@@ -243,7 +243,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	s.apiRef.Store(s.api)
 	s.egress = newEgressProxy(cfg.Egress, s.broker.broker, store.GetRun, s.decider, s.log)
 	s.http = &http.Server{
-		Handler:           s.egress.wrap(s.api), // CONNECT: the egress proxy; the rest: the API
+		Handler:           s.egress.wrap(s.withUI(s.api)), // CONNECT: the egress proxy; /ui/: the web UI; the rest: the API
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
