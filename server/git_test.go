@@ -70,6 +70,12 @@ func seedUpstream(t testing.TB, dir string, files map[string][]byte) string {
 
 func newGitRun(t testing.TB, p *policyRig, files map[string][]byte) *gitRun {
 	t.Helper()
+	return newGitRunRepo(t, p, "acme/api", files)
+}
+
+// newGitRunRepo is newGitRun for repository name.
+func newGitRunRepo(t testing.TB, p *policyRig, name string, files map[string][]byte) *gitRun {
+	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("needs git")
 	}
@@ -77,15 +83,15 @@ func newGitRun(t testing.TB, p *policyRig, files map[string][]byte) *gitRun {
 	dir := t.TempDir()
 	g := &gitRun{t: t, dir: dir, human: p.human, srvURL: p.r.url}
 	g.up = seedUpstream(t, dir, files)
-	if _, err := p.human.AddRepo(ctx, &writ.RepoAddRequest{Name: "acme/api", Upstream: g.up}); err != nil {
+	if _, err := p.human.AddRepo(ctx, &writ.RepoAddRequest{Name: name, Upstream: g.up}); err != nil {
 		t.Fatal(err)
 	}
-	g.runC, g.run = p.run(func(tr *writ.Trigger) { tr.Scope.Repos[0].Paths = []string{"src/**"} })
-	cred, err := g.runC.RequestCredential(ctx, string(g.run), &writ.CredentialRequest{Kind: "git", Target: "acme/api", Permissions: []string{"write"}})
+	g.runC, g.run = p.run(func(tr *writ.Trigger) { tr.Scope.Repos[0].Name, tr.Scope.Repos[0].Paths = name, []string{"src/**"} })
+	cred, err := g.runC.RequestCredential(ctx, string(g.run), &writ.CredentialRequest{Kind: "git", Target: name, Permissions: []string{"write"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.url = strings.Replace(p.r.url, "http://", "http://"+cred.Credential["username"]+":"+cred.Credential["password"]+"@", 1) + "/git/acme/api.git"
+	g.url = strings.Replace(p.r.url, "http://", "http://"+cred.Credential["username"]+":"+cred.Credential["password"]+"@", 1) + "/git/" + name + ".git"
 	g.workDir = filepath.Join(dir, "work")
 	gitCmd(t, dir, "-c", "credential.helper=", "clone", "-q", g.url, g.workDir)
 	return g
@@ -365,5 +371,42 @@ func TestMergeIntoEmptyRepository(t *testing.T) {
 	}
 	if got := gitCmd(t, dir, "-c", "credential.helper=", "ls-remote", u, "refs/heads/main"); !strings.HasPrefix(got, head) {
 		t.Errorf("main: %q; want %s", got, head)
+	}
+}
+
+// TestMergeAfterTheRunEnded: the usual order — the agent pushes and its run
+// ends, then a human reviews and merges — works behind the same approval;
+// a killed run's work is never merged.
+func TestMergeAfterTheRunEnded(t *testing.T) {
+	a := startApprovals(t, func(cfg *server.Config) {})
+	ctx := context.Background()
+	g := newGitRun(t, a.policyRig, map[string][]byte{"src/a.go": []byte("package src\n")})
+	head := g.commit("src/b.go", "package src\n// b\n")
+	g.push()
+	if _, err := g.runC.Transition(ctx, string(g.run), "end", "done"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.human.Merge(ctx, "acme/api", &writ.MergeRequest{Run: g.run})
+	we, ok := err.(*writ.Error)
+	if !ok || we.Kind != writ.KindApprovalPending || we.Approval == "" {
+		t.Fatalf("merge of an ended run's work: %v; want a pending approval", err)
+	}
+	if _, err := a.approve("bob", we.Approval); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.human.Merge(ctx, "acme/api", &writ.MergeRequest{Run: g.run})
+	if err != nil || res.Head != head {
+		t.Fatalf("approved merge of an ended run's work: %+v, %v; want main at %s", res, err, head)
+	}
+
+	// A killed run: refused, however it is asked.
+	k := newGitRunRepo(t, a.policyRig, "acme/web", map[string][]byte{"src/a.go": []byte("package src\n")})
+	k.commit("src/c.go", "package src\n")
+	k.push()
+	if _, err := a.human.Transition(ctx, string(k.run), "kill", "misbehaved"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.human.Merge(ctx, "acme/web", &writ.MergeRequest{Run: k.run}); writ.ErrorKind(err) != writ.KindDenied {
+		t.Errorf("merge of a killed run's work: %v; want denied", err)
 	}
 }

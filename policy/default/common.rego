@@ -85,11 +85,24 @@ scope_repos := concat(", ", [r.name | some r in object.get(input, ["run", "scope
 
 # ------------------------------------------------------ run and profile
 
-# A suspended, ended or killed run may do nothing until a human resumes it.
+# A suspended, ended or killed run may do nothing until a human resumes it —
+# except that the work of a run that ended normally may still be merged,
+# behind the same human approval (the usual order: the agent finishes, then
+# a human reviews and merges). A killed, expired or suspended run's work is
+# never merged.
 violation contains reason(
 	"run_not_active",
 	sprintf("run %s is %q, not active; only an active run may act: a human may resume it (writ run resume), or start a new run", [run_id, run_state]),
-) if not run_active
+) if {
+	not run_active
+	not merge_of_ended_run
+}
+
+merge_of_ended_run if {
+	action_kind == "merge"
+	run_state == "ended"
+	profile_known
+}
 
 # Rego cannot vouch for a profile writ.yaml does not define.
 violation contains reason(

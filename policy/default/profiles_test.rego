@@ -295,3 +295,18 @@ test_secret_from_environment_in_scope_not_env_denied if {
 	r := decide(as_profile("release", object.union(secret(true), {"action": {"target": {"environment": "staging"}}, "context": {"environment": {"name": "staging", "inScope": true, "sensitive": false}}})))
 	not_denied(r, "environment_not_in_scope")
 }
+
+test_merge_of_ended_run_asks_approval if {
+	r := decide(object.union(merge, {"run": {"state": "ended"}}))
+	not_denied(r, "run_not_active")
+	asked(r, "merge_requires_approval", 1)
+}
+
+test_merge_of_killed_run_denied if denied(decide(object.union(merge, {"run": {"state": "killed"}})), "run_not_active")
+
+test_merge_of_suspended_run_denied if denied(decide(object.union(merge, {"run": {"state": "suspended"}})), "run_not_active")
+
+test_push_of_ended_run_denied if {
+	r := decide(object.union({"action": {"kind": "git.push", "name": "acme/api", "target": {"repo": "acme/api", "ref": "writ/01jtest/x"}}, "context": repo_ctx(true, true)}, {"run": {"state": "ended"}}))
+	denied(r, "run_not_active")
+}
