@@ -91,6 +91,11 @@ type Config struct {
 	// Heartbeat is the launchers' heartbeat schedule.
 	KillSwitches KillSwitchStore
 	Heartbeat    HeartbeatConfig
+	// AttestKey is the attest key's public half, PEM, served at
+	// GET /v1/attest/key.
+	AttestKey []byte
+	// Artifacts is the builder and release gate; nil: none.
+	Artifacts Artifacts
 }
 
 // API serves writ's HTTP API.
@@ -191,6 +196,8 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.mcpRoutes()        // /mcp/{server}, its resource metadata, POST /v1/mcp/{server}/accept
 	a.gitRoutes()        // /git/{owner}/{repo}.git/…, POST /v1/repos, POST /v1/repos/{owner}/{repo}/merge
 	a.killSwitchRoutes() // heartbeat, agent disable/enable, freeze
+	a.attestRoutes()     // the attest key, run attestations
+	a.artifactRoutes()   // builds, releases
 }
 
 func (a *API) route(pattern string, h handlerFunc) {

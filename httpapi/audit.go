@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -232,6 +233,9 @@ type TraceEvent struct {
 // trace is GET /v1/trace/{run}: everything a run did — and was refused —
 // in commit order, with log indexes.
 func (a *API) trace(w http.ResponseWriter, r *http.Request) error {
+	if strings.HasPrefix(r.PathValue("id"), "sha256:") {
+		return a.artifactTrace(w, r) // GET /v1/trace/sha256:… (httpapi/trace_artifact.go)
+	}
 	id, err := writ.ParseRunID(r.PathValue("id"))
 	if err != nil {
 		return err

@@ -75,6 +75,22 @@ else
   echo "chromium not found and not installable here: the browser tests will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
 fi
 
+step "cosign"
+# cosign verifies writ's attestations in the attestation tests (a standard
+# tool agreeing with writ). Built once per machine into a cache keyed by
+# its pinned version (~2 min), never per run.
+cosign_version=v2.6.5
+cosign_dir="${XDG_CACHE_HOME:-$HOME/.cache}/writ-test/cosign-$cosign_version"
+if [ ! -x "$cosign_dir/cosign" ]; then
+  mkdir -p "$cosign_dir"
+  GOBIN="$cosign_dir" GOFLAGS=-mod=mod go install "github.com/sigstore/cosign/v2/cmd/cosign@$cosign_version" ||
+    echo "cosign could not be built: its test will skip (or fail with WRIT_TEST_REQUIRE_ALL=1)"
+fi
+if [ -x "$cosign_dir/cosign" ]; then
+  export WRIT_TEST_COSIGN="$cosign_dir/cosign"
+  echo "cosign: $("$WRIT_TEST_COSIGN" version 2>/dev/null | grep -m1 GitVersion || echo unavailable)"
+fi
+
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files --cached --others --exclude-standard '*.go'))
 if [ -n "$unformatted" ]; then

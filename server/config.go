@@ -44,6 +44,8 @@ type fileConfig struct {
 	MCP          fileMCP           `json:"mcp"`
 	Git          fileGit           `json:"git"`
 	Egress       fileEgress        `json:"egress"`
+	Builds       fileBuilds        `json:"builds"`
+	Deployments  fileDeployments   `json:"deployments"`
 }
 
 type fileNotify struct {
@@ -164,10 +166,12 @@ type Config struct {
 	Policy       PolicyConfig
 	Notify       []notify.Webhook // notify.webhooks
 	Broker       BrokerConfig
-	MCP          MCPConfig       // mcp
-	Git          GitConfig       // git, and repos[].upstream
-	Heartbeat    HeartbeatConfig // runs.heartbeat
-	Egress       EgressConfig    // egress
+	MCP          MCPConfig         // mcp
+	Git          GitConfig         // git, and repos[].upstream
+	Heartbeat    HeartbeatConfig   // runs.heartbeat
+	Egress       EgressConfig      // egress
+	Builds       BuildsConfig      // builds
+	Deployments  DeploymentsConfig // deployments
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -328,6 +332,8 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	cfg.Git = fc.Git.config(fc.Repos)
 	cfg.Heartbeat.parse(fc.Runs.Heartbeat)
 	cfg.Egress.parse(fc.Egress)
+	cfg.Builds = fc.Builds.config()
+	cfg.Deployments = DeploymentsConfig{Reporters: fc.Deployments.Reporters}
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -382,6 +388,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Egress.validate(); err != nil {
+		return err
+	}
+	if err := c.Builds.validate(); err != nil {
+		return err
+	}
+	if err := c.validateDeployments(); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.PublicURL)

@@ -26,6 +26,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/broker"
+	"github.com/writ-dev/writ/builder"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/gitgw"
 	"github.com/writ-dev/writ/httpapi"
@@ -67,6 +68,7 @@ type Server struct {
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	git       *gitgw.Gateway // nil without a git binary
 	egress    *egressProxy
+	builder   *builder.Builder // nil without build recipes
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -76,6 +78,9 @@ type Server struct {
 type Options struct {
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now
+	// Sandbox confines build recipes (`writ serve` passes the Landlock
+	// helper); nil: builds are refused unless builds.unsandboxedUnsafe.
+	Sandbox builder.Sandbox
 }
 
 // New opens the store, loads the keys and builds the API. Call Close if
@@ -219,6 +224,11 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	if s.builder, err = s.newBuilder(o.Sandbox); err != nil {
+		s.broker.close()
+		store.Close()
+		return nil, err
+	}
 	sensitive := map[string]bool{}
 	for _, e := range cfg.Environments {
 		sensitive[e.Name] = e.Sensitive
@@ -233,6 +243,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
+		AttestKey: attestPublicPEM(keys), Artifacts: s,
 		KillSwitches: store, Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
 		OnRunCreated: func(r *writ.Run) {
 			if r.Deadline.UnixNano() < s.nextSweep.Load() {
@@ -412,9 +423,16 @@ func (s *Server) sequence(ctx context.Context) error {
 				s.log.ErrorContext(ctx, "webhook notifier", slog.Any("error", err))
 			}
 		}()
+		// So does the run attestation queue: one replica signs.
+		attested := make(chan struct{})
+		go func() {
+			defer close(attested)
+			s.attestLoop(nctx)
+		}()
 		err = s.audit.Run(held)
 		stopNotify()
 		<-notified
+		<-attested
 		release()
 		if err != nil {
 			return err

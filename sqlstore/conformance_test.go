@@ -48,6 +48,7 @@ func runConformance(t *testing.T, open func(t *testing.T) *DB) {
 		{"AppendEvent", testAppendEvent},
 		{"AuditLog", testAuditLog},
 		{"PruneCheckpoints", testPruneCheckpoints},
+		{"ArtifactEvents", testArtifactEvents},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

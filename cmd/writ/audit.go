@@ -89,16 +89,19 @@ func init() {
 		run: runAuditTail,
 	})
 	register(&command{
-		name: "trace", args: "RUN", summary: "a run's timeline: trigger, every action and decision, credentials, approvals, with log indexes",
-		example: "writ trace 01jd3v4k5m6n7p8q9r0s1t2v3w\nwrit trace 01jd3v4k5m6n7p8q9r0s1t2v3w --json",
+		name: "trace", args: "RUN|ARTIFACT", summary: "a run's timeline (trigger, every action and decision, credentials, approvals, with log indexes), or an artifact's chain from ticket to deployment",
+		example: "writ trace 01jd3v4k5m6n7p8q9r0s1t2v3w\nwrit trace 01jd3v4k5m6n7p8q9r0s1t2v3w --json\nwrit trace sha256:4f0c…e1",
 		flags:   func(fs *flag.FlagSet) any { return fs.Bool("json", false, "print JSON") },
 		run: func(ctx context.Context, e *env, opts any, args []string) error {
 			if len(args) != 1 {
-				return usagef("trace takes one run id")
+				return usagef("trace takes one run id or artifact digest")
 			}
 			c, err := newClient(e)
 			if err != nil {
 				return err
+			}
+			if strings.HasPrefix(args[0], "sha256:") {
+				return traceArtifact(ctx, e, c, args[0], *opts.(*bool))
 			}
 			t, err := c.Trace(ctx, args[0])
 			if err != nil {

@@ -75,8 +75,12 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	if err != nil {
 		return err
 	}
+	rel, err := demoReleaseConfig(&cfg)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log, Sandbox: buildSandbox()})
 	if err != nil {
 		return err
 	}
@@ -293,6 +297,9 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 		d.detail("#%-3d %-17s %-12s %s", te.Seq, te.Type, ev.Actor, summary(&ev))
 	}
 	if err := demoGit(ctx, d, url, human, key, bob, dev.Human); err != nil {
+		return err
+	}
+	if err := rel.run(ctx, d, url, cfg.TrustDomain, dev.Human, human, key); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\ndemo ok\n")
