@@ -57,6 +57,7 @@ func (d *demo) detail(format string, args ...any) {
 }
 
 func runDemo(ctx context.Context, e *env, keep bool) error {
+	began := time.Now()
 	dir, err := os.MkdirTemp("", "writ-demo-")
 	if err != nil {
 		return err
@@ -302,7 +303,7 @@ func runDemo(ctx context.Context, e *env, keep bool) error {
 	if err := rel.run(ctx, d, url, cfg.TrustDomain, dev.Human, human, key); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "\ndemo ok\n")
+	fmt.Fprintf(e.stdout, "\ndemo ok (%s)\n", time.Since(began).Round(10*time.Millisecond))
 	return nil
 }
 
