@@ -116,7 +116,7 @@ func TestRunAttestation(t *testing.T) {
 	}
 	// An attestation.signed event records it, once.
 	signed := 0
-	for _, e := range runEvents(t, a.r.srv.Store(), g.run) {
+	for _, e := range runEventsAll(t, a.r.srv.Store(), g.run) {
 		if strings.HasPrefix(e, attest.EventSigned+" ") {
 			signed++
 		}
@@ -349,7 +349,7 @@ func TestReplicasAttestEachRunOnce(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // a second signer, if any, would have signed by now
 	for _, id := range append(runs, later...) {
 		n := 0
-		for _, e := range runEvents(t, b.srv.Store(), id) {
+		for _, e := range runEventsAll(t, b.srv.Store(), id) {
 			if strings.HasPrefix(e, attest.EventSigned+" ") {
 				n++
 			}

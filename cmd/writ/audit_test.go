@@ -602,8 +602,11 @@ func TestAuditCrash(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("round %d: writ audit verify: exit %d\n%s%s\nserver log:\n%s", round, code, out, errOut, p.logs.String())
 		}
-		if want := fmt.Sprintf("ok: %d entries verified", size); !strings.HasPrefix(out, want) {
-			t.Fatalf("round %d: writ audit verify: want %q, got:\n%s", round, want, out)
+		// The log may have grown since (run attestations are signed once a
+		// run's end is in a checkpoint): at least every entry counted.
+		var verified int64
+		if _, err := fmt.Sscanf(out, "ok: %d entries verified", &verified); err != nil || verified < size {
+			t.Fatalf("round %d: writ audit verify: want \"ok: N entries verified\" with N ≥ %d, got:\n%s", round, size, out)
 		}
 		if round > 0 && !strings.Contains(out, "ok: consistent with the checkpoint of size") {
 			t.Fatalf("round %d: writ audit verify did not check the checkpoint it trusted before:\n%s", round, out)
