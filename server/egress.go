@@ -111,11 +111,16 @@ func newEgressProxy(cfg EgressConfig, b *broker.Broker, runs func(context.Contex
 // wrap serves CONNECT requests and hands everything else to next.
 func (p *egressProxy) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
+		switch {
+		case r.Method == http.MethodConnect:
 			p.serveConnect(w, r)
-			return
+		case r.URL.IsAbs():
+			// An absolute-form request (RFC 9112 §3.2.2): a client using
+			// writ as its HTTP_PROXY for a plain-http URL.
+			p.serveForward(w, r)
+		default:
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
 }
 
@@ -132,32 +137,47 @@ func refuseConnect(w http.ResponseWriter, status int, code, msg string) {
 	fmt.Fprintf(w, "writ egress: %s: %s\n", code, msg)
 }
 
-func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+// admitted is what admit found: the run, its lease, the checked target
+// and the decision that allowed it.
+type admitted struct {
+	run      *writ.Run
+	lease    *writ.Lease
+	host     string
+	port     uint16
+	target   string // host:port, the egress action's name
+	addrs    []netip.Addr
+	decision string
+}
+
+// admit authenticates a proxy request (the run's egress lease), decides an
+// egress action for hostport and checks the host, and resolves it; or it
+// answers the request with the refusal and returns false.
+func (p *egressProxy) admit(w http.ResponseWriter, r *http.Request, hostport string) (*admitted, bool) {
 	ctx := r.Context()
 	user, pass, ok := proxyBasicAuth(r)
 	if !ok {
 		refuseConnect(w, http.StatusProxyAuthRequired, "missing_credential", "send the run's egress credential (HTTPS_PROXY=http://RUN:LEASE@writ)")
-		return
+		return nil, false
 	}
 	lease, err := p.broker.CheckEgress(ctx, user, pass)
 	if err != nil {
 		if we := (*writ.Error)(nil); !errors.As(err, &we) || we.Kind == writ.KindInternal {
 			p.log.ErrorContext(ctx, "checking an egress credential", slog.Any("error", err))
 			refuseConnect(w, http.StatusServiceUnavailable, "unavailable", "the credential could not be checked")
-			return
+			return nil, false
 		}
 		refuseConnect(w, http.StatusProxyAuthRequired, writ.ErrorCode(err), errMessage(err))
-		return
+		return nil, false
 	}
-	host, port, err := splitTarget(r.Host)
+	host, port, err := splitTarget(hostport)
 	if err != nil {
 		refuseConnect(w, http.StatusBadRequest, "invalid_target", err.Error())
-		return
+		return nil, false
 	}
 	run, err := p.runs(ctx, lease.Run)
 	if err != nil {
 		refuseConnect(w, http.StatusServiceUnavailable, "unavailable", "the run could not be read")
-		return
+		return nil, false
 	}
 	// The model hosts count as in scope for this decision only.
 	asked := *run
@@ -165,12 +185,12 @@ func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	action := writ.Action{Kind: writ.ActionEgress, Name: host + ":" + strconv.Itoa(int(port))}
 	if err := action.Validate(); err != nil {
 		refuseConnect(w, http.StatusBadRequest, "invalid_target", errMessage(err))
-		return
+		return nil, false
 	}
 	d, err := p.decider.Decide(ctx, &decision.Request{Run: &asked, Action: action, Via: "egress", Actor: "run:" + string(run.ID)})
 	if err != nil {
 		refuseConnect(w, http.StatusServiceUnavailable, "decision_failed", "policy could not decide; nothing was connected")
-		return
+		return nil, false
 	}
 	w.Header().Set("X-Writ-Decision", d.ID)
 	if d.Verdict != writ.VerdictAllow {
@@ -179,24 +199,38 @@ func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 			code, msg = d.Reasons[0].Code, d.Reasons[0].Message
 		}
 		refuseConnect(w, http.StatusForbidden, code, msg)
-		return
+		return nil, false
 	}
 	// Whatever a custom policy says, the proxy goes only to listed hosts.
 	if !slices.ContainsFunc(asked.Scope.Hosts, func(pat string) bool { return writ.MatchHost(pat, host) }) {
 		refuseConnect(w, http.StatusForbidden, "host_not_in_scope", fmt.Sprintf("host %q is in neither the run's scope nor egress.modelHosts", host))
-		return
+		return nil, false
 	}
 	addrs, err := p.resolve(ctx, host)
 	if err != nil {
 		refuseConnect(w, http.StatusForbidden, writ.ErrorCode(err), errMessage(err))
+		return nil, false
+	}
+	return &admitted{run: run, lease: lease, host: host, port: port, target: action.Name, addrs: addrs, decision: d.ID}, true
+}
+
+func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ad, ok := p.admit(w, r, r.Host)
+	if !ok {
 		return
 	}
+	run, lease, addrs, port := ad.run, ad.lease, ad.addrs, ad.port
+	host := ad.host
+	action := writ.Action{Name: ad.target}
+	d := &writ.Decision{ID: ad.decision}
 	if !p.acquire(run.ID) {
 		refuseConnect(w, http.StatusTooManyRequests, "too_many_tunnels", "too many tunnels are open; close some")
 		return
 	}
 	var up net.Conn
 	var addr netip.Addr
+	var err error
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	for _, a := range addrs {
 		if up, err = p.dialer.DialContext(dctx, "tcp", netip.AddrPortFrom(a, port).String()); err == nil {
@@ -474,4 +508,92 @@ func errMessage(err error) string {
 		return we.Message
 	}
 	return "internal error"
+}
+
+// maxForwardBody caps a forwarded plain-http request's body.
+const maxForwardBody = 32 << 20
+
+// hopHeaders are dropped from forwarded requests and responses (RFC 9110
+// §7.6.1), with the proxy's own credential.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// serveForward forwards one plain-http request (absolute form), admitted
+// like a tunnel: the run's egress lease, an egress decision for the
+// target, the checked address dialled. Responses stream (server-sent
+// events from a model API included).
+func (p *egressProxy) serveForward(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Scheme != "http" {
+		refuseConnect(w, http.StatusBadRequest, "invalid_target", "only http:// URLs are forwarded; use CONNECT for https")
+		return
+	}
+	hostport := r.URL.Host
+	if r.URL.Port() == "" {
+		hostport = net.JoinHostPort(r.URL.Hostname(), "80")
+	}
+	ad, ok := p.admit(w, r, hostport)
+	if !ok {
+		return
+	}
+	if !p.acquire(ad.run.ID) {
+		refuseConnect(w, http.StatusTooManyRequests, "too_many_tunnels", "too many connections are open; close some")
+		return
+	}
+	defer p.release(ad.run.ID, nil)
+	ctx := r.Context()
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var last error
+		for _, a := range ad.addrs {
+			c, err := p.dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(a, ad.port).String())
+			if err == nil {
+				return c, nil
+			}
+			last = err
+		}
+		return nil, last
+	}
+	tr := &http.Transport{DialContext: dial, Proxy: nil, DisableKeepAlives: true, ResponseHeaderTimeout: 5 * time.Minute}
+	defer tr.CloseIdleConnections()
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.Body = http.MaxBytesReader(w, r.Body, maxForwardBody)
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	resp, err := tr.RoundTrip(out)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			refuseConnect(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("a forwarded request body is at most %d bytes", maxForwardBody))
+			return
+		}
+		refuseConnect(w, http.StatusBadGateway, "connect_failed", fmt.Sprintf("could not reach %s", ad.target))
+		return
+	}
+	defer resp.Body.Close()
+	for _, h := range hopHeaders {
+		resp.Header.Del(h)
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("X-Writ-Decision", ad.decision)
+	// A streamed answer may outlast the server's write timeout; not the
+	// lease.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(ad.lease.ExpiresAt)
+	w.WriteHeader(resp.StatusCode)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return
+		}
+	}
 }
