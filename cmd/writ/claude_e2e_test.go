@@ -103,9 +103,18 @@ func (w *claudeWrit) Write(p []byte) (int, error) {
 // thousands of calls).
 func claudeStartWrit(t testing.TB, tools ...string) *claudeWrit {
 	t.Helper()
+	return claudeStartWritWith(t, nil, tools...)
+}
+
+// claudeStartWritWith is claudeStartWrit with the config changed by mod.
+func claudeStartWritWith(t testing.TB, mod func(*server.Config), tools ...string) *claudeWrit {
+	t.Helper()
 	cfg, dev, err := server.PrepareDev(t.TempDir(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	cfg.Durability = "normal"
 	for _, p := range cfg.Profiles {
