@@ -15,39 +15,14 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/client"
 )
 
 // --- approvals ---
 
-// approvalView is the API's approval view (httpapi.ApprovalView), read
-// from its JSON.
-type approvalView struct {
-	writ.ApprovalRequest
-	RunInfo *struct {
-		ID            writ.RunID    `json:"id"`
-		Agent         string        `json:"agent"`
-		Profile       string        `json:"profile"`
-		Issuer        string        `json:"issuer"`
-		Ticket        writ.Ticket   `json:"ticket"`
-		State         writ.RunState `json:"state"`
-		Deadline      time.Time     `json:"deadline"`
-		Scope         writ.Scope    `json:"scope"`
-		TriggerDigest string        `json:"triggerDigest"`
-	} `json:"runInfo"`
-	Risk struct {
-		Profile        string   `json:"profile"`
-		Environment    string   `json:"environment"`
-		Sensitive      bool     `json:"sensitiveEnvironment"`
-		Secret         string   `json:"secret"`
-		ProtectedPaths []string `json:"protectedPaths"`
-		Reasons        []string `json:"reasons"`
-	} `json:"risk"`
-	Action         *writ.Action `json:"action"`
-	WrittenByAgent *struct {
-		Note string          `json:"note"`
-		Args json.RawMessage `json:"args"`
-	} `json:"writtenByAgent"`
-}
+// approvalView is the API's approval view, read from its JSON (the same
+// type the Go client decodes it into).
+type approvalView = client.ApprovalView
 
 func (u *UI) approvals(w http.ResponseWriter, r *http.Request, s *session) error {
 	state := r.URL.Query().Get("state")
