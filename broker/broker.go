@@ -177,9 +177,8 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 	}
 	d, err := b.cfg.Decider.Decide(ctx, dreq)
 	if err != nil {
-		if we := (*writ.Error)(nil); d != nil && errors.As(err, &we) && we.Decision == "" {
-			we.Decision = d.ID
-		}
+		// A failed Attach's error already names the decision (prepare,
+		// issueError).
 		return nil, err
 	}
 	if err := verdictError(d); err != nil {
@@ -227,9 +226,6 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 			}
 		}
 		return nil, b.issueError(ctx, req.Kind, lease, err)
-	}
-	if ahead && issued.Handle == nil {
-		issued.Handle = ireq.Handle
 	}
 	rec, err := b.record(lease, issued, ireq.Handle, actor)
 	if err != nil {

@@ -222,8 +222,6 @@ func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	run, lease, addrs, port := ad.run, ad.lease, ad.addrs, ad.port
 	host := ad.host
-	action := writ.Action{Name: ad.target}
-	d := &writ.Decision{ID: ad.decision}
 	if !p.acquire(run.ID) {
 		refuseConnect(w, http.StatusTooManyRequests, "too_many_tunnels", "too many tunnels are open; close some")
 		return
@@ -263,14 +261,14 @@ func (p *egressProxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		up.Close()
 		return
 	}
-	p.log.DebugContext(ctx, "egress tunnel open", slog.String("run", string(run.ID)), slog.String("target", action.Name),
-		slog.String("addr", addr.String()), slog.String("decision", d.ID))
+	p.log.DebugContext(ctx, "egress tunnel open", slog.String("run", string(run.ID)), slog.String("target", ad.target),
+		slog.String("addr", addr.String()), slog.String("decision", ad.decision))
 	// The server's read and write deadlines for the request must not cut
 	// the tunnel; it lives until either side closes, the lease's expiry
 	// (the run's deadline), or the run stops (closeRun).
 	_ = conn.SetDeadline(lease.ExpiresAt)
 	_ = up.SetDeadline(lease.ExpiresAt)
-	if _, err := rw.WriteString("HTTP/1.1 200 Connection Established\r\nX-Writ-Decision: " + d.ID + "\r\n\r\n"); err == nil {
+	if _, err := rw.WriteString("HTTP/1.1 200 Connection Established\r\nX-Writ-Decision: " + ad.decision + "\r\n\r\n"); err == nil {
 		err = rw.Flush()
 		if err == nil {
 			splice(conn, rw.Reader, up)
