@@ -450,3 +450,27 @@ type ApprovalFilter struct {
 	Run   RunID
 	Limit int
 }
+
+// DecisionError is the error an enforcement point answers for a decision
+// that is not allow: [KindDenied] with the policy's first reason, or
+// [KindApprovalPending] naming the approval request to give. It is nil
+// for allow.
+func DecisionError(d *Decision) error {
+	switch d.Verdict {
+	case VerdictAllow:
+		return nil
+	case VerdictApprovalRequired:
+		e := &Error{Kind: KindApprovalPending, Code: "approval_required", Decision: d.ID,
+			Message: "this needs a human approval first"}
+		if d.Approval != nil {
+			e.Approval = d.Approval.ID
+			e.Message = fmt.Sprintf("this needs %d approval(s) from %q: writ approvals show %s", d.Approval.Count, d.Approval.Group, d.Approval.ID)
+		}
+		return e
+	}
+	code, msg := "denied", "denied by policy"
+	if len(d.Reasons) > 0 {
+		code, msg = d.Reasons[0].Code, d.Reasons[0].Message
+	}
+	return &Error{Kind: KindDenied, Code: code, Message: msg, Decision: d.ID}
+}

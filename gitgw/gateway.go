@@ -32,14 +32,15 @@ type Leases interface {
 	CheckGit(ctx context.Context, user, password, repo string, write bool) (*writ.Lease, error)
 }
 
-// Humans checks a human's API token (the API).
+// Humans checks a human's API token (package runs).
 type Humans interface {
-	HumanFromToken(ctx context.Context, token string) (*writ.Principal, error)
+	AuthenticateHuman(ctx context.Context, token string) (*writ.Principal, error)
 }
 
-// Runs reads a run as it is now (the API's run cache).
+// Runs reads a run as it is now, through the run-state cache (package
+// runs).
 type Runs interface {
-	RunState(ctx context.Context, id writ.RunID) (*writ.Run, error)
+	Get(ctx context.Context, id writ.RunID) (*writ.Run, error)
 }
 
 // Decider is the policy decision point.

@@ -35,13 +35,13 @@ func (fakeLeases) CheckGit(ctx context.Context, user, password, repo string, wri
 
 type fakeHumans struct{}
 
-func (fakeHumans) HumanFromToken(ctx context.Context, token string) (*writ.Principal, error) {
+func (fakeHumans) AuthenticateHuman(ctx context.Context, token string) (*writ.Principal, error) {
 	return nil, writ.Errorf(writ.KindUnauthenticated, "invalid_token", "bad token")
 }
 
 type fakeRuns struct{}
 
-func (fakeRuns) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
+func (fakeRuns) Get(ctx context.Context, id writ.RunID) (*writ.Run, error) {
 	return &writ.Run{ID: id, State: writ.RunActive, Scope: writ.Scope{Repos: []writ.RepoScope{{Name: "acme/api", Base: "main", Write: true}}}}, nil
 }
 

@@ -135,7 +135,7 @@ func (g *Gateway) authenticate(r *http.Request, name string, write bool) (*princ
 	}
 	ctx := r.Context()
 	if !strings.HasPrefix(pass, "writ_git_") && writ.LooksLikeHumanToken(pass) {
-		p, err := g.cfg.Humans.HumanFromToken(ctx, pass)
+		p, err := g.cfg.Humans.AuthenticateHuman(ctx, pass)
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +145,7 @@ func (g *Gateway) authenticate(r *http.Request, name string, write bool) (*princ
 	if err != nil {
 		return nil, err
 	}
-	run, err := g.cfg.Runs.RunState(ctx, l.Run)
+	run, err := g.cfg.Runs.Get(ctx, l.Run)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 	if who == nil || who.Kind == writ.PrincipalRun && who.Run != req.Run {
 		return nil, writ.Errorf(writ.KindDenied, "not_own_run", "a run may ask to merge only its own work")
 	}
-	run, err := g.cfg.Runs.RunState(ctx, req.Run)
+	run, err := g.cfg.Runs.Get(ctx, req.Run)
 	if err != nil {
 		return nil, err
 	}

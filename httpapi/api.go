@@ -11,7 +11,6 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,41 +18,26 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/internal/strictjson"
-	"github.com/writ-dev/writ/trigger"
+	"github.com/writ-dev/writ/runs"
 )
 
-// Store is what the API needs from storage.
+// Store is what the API reads from storage besides what package runs
+// owns.
 type Store interface {
-	CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRecord, events ...*writ.Event) error
 	GetRun(ctx context.Context, id writ.RunID) (*writ.Run, error)
 	ListRuns(ctx context.Context, f writ.RunFilter) ([]*writ.Run, error)
-	TransitionRun(ctx context.Context, id writ.RunID, to writ.RunState, reason string, ev *writ.Event) (*writ.Run, error)
-	RecordRefusal(ctx context.Context, digest, code string, expiresAt time.Time, ev *writ.Event) (bool, error)
-	CreateToken(ctx context.Context, t *writ.HumanToken, ev *writ.Event) error
-	GetToken(ctx context.Context, id string) (*writ.HumanToken, error)
 	CountRuns(ctx context.Context) (map[writ.RunState]int, error)
 	Ping(ctx context.Context) error
-	UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time) error
-	AppendEvent(ctx context.Context, ev *writ.Event) error
 	DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error)
-	CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ.Event) error
-	Descendants(ctx context.Context, id writ.RunID) ([]writ.RunID, error)
 	RecordOutcome(ctx context.Context, run writ.RunID, id string, o *writ.Outcome, ev *writ.Event) error
 }
 
 // Config holds the API's dependencies.
 type Config struct {
-	Store       Store
-	Ring        *trigger.KeyRing
-	Rules       *trigger.Rules
-	Humans      map[string]*writ.Signer // configured human signers by name
-	TrustDomain string
-	PublicURL   string // issuer of run identities; API tokens have audience PublicURL+"/v1"
-	// Identity holds the keys that sign and verify run identities.
-	Identity IdentityKeys
-	// Audiences are the downstream audiences (Vault, cloud STS, …) a run
-	// may get tokens for besides writ's own API.
-	Audiences []string
+	Store Store
+	// Runs is the life of runs: starting, delegation, transitions, tokens,
+	// and who is calling. Every route authenticates through it.
+	Runs *runs.Service
 	// Audit is the audit log; AuditStore its read side.
 	Audit      AuditLog
 	AuditStore AuditStore
@@ -68,8 +52,6 @@ type Config struct {
 	Registry       *prometheus.Registry // metrics are registered here; nil makes a private one
 	// Decider is the policy decision point behind /v1/decide.
 	Decider Decider
-	// MaxDepth is how deep delegation may go (a top-level run is at 0).
-	MaxDepth int
 	// Approvals resolves approval requests; ApprovalStore reads them.
 	Approvals     Approvals
 	ApprovalStore ApprovalStore
@@ -80,17 +62,12 @@ type Config struct {
 	// secrets (nil without a broker key).
 	Broker  Broker
 	Secrets Secrets
-	// OnRunCreated is called after a run is committed, so background loops
-	// (the expiry loop) can wake; may be nil.
-	OnRunCreated func(*writ.Run)
 	// MCP is the MCP gateway; nil when no MCP server is configured.
 	MCP MCP
 	// Git is the git gateway; nil when there is none.
 	Git Git
-	// KillSwitches records heartbeats, disabled agents and the freeze;
 	// Heartbeat is the launchers' heartbeat schedule.
-	KillSwitches KillSwitchStore
-	Heartbeat    HeartbeatConfig
+	Heartbeat HeartbeatConfig
 	// AttestKey is the attest key's public half, PEM, served at
 	// GET /v1/attest/key.
 	AttestKey []byte
@@ -100,14 +77,12 @@ type Config struct {
 
 // API serves writ's HTTP API.
 type API struct {
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	metrics  *metrics
-	junkLog  *limiter
-	mux      *http.ServeMux
-	runs     *runCache
-	verified verifiedTokens
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	mux     *http.ServeMux
+	runs    *runs.Service
 }
 
 // Body limits.
@@ -131,9 +106,7 @@ func New(cfg Config) *API {
 		reg = prometheus.NewRegistry()
 	}
 	a.metrics = newMetrics(reg, cfg.Store)
-	a.junkLog = &limiter{every: time.Second}
-	a.runs = newRunCache(cfg.Store)
-	a.verified.max = 100000
+	a.runs = cfg.Runs
 	a.mux = http.NewServeMux()
 	a.routes(reg)
 	return a
@@ -154,10 +127,10 @@ func (a *API) routes(reg *prometheus.Registry) {
 	a.route("POST /v1/runs", a.public(a.startRun))
 	a.route("GET /v1/runs", a.human(a.listRuns))
 	a.route("GET /v1/runs/{id}", a.auth(humans|ownRun, a.showRun))
-	a.route("POST /v1/runs/{id}/end", a.auth(humans|ownRun|ownRunSuspended, a.transition(writ.RunEnded, false)))
-	a.route("POST /v1/runs/{id}/suspend", a.human(a.transition(writ.RunSuspended, false)))
-	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled, true)))
-	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive, true)))
+	a.route("POST /v1/runs/{id}/end", a.auth(humans|ownRun|ownRunSuspended, a.transition(writ.RunEnded)))
+	a.route("POST /v1/runs/{id}/suspend", a.human(a.transition(writ.RunSuspended)))
+	a.route("POST /v1/runs/{id}/kill", a.human(a.transition(writ.RunKilled)))
+	a.route("POST /v1/runs/{id}/resume", a.human(a.transition(writ.RunActive)))
 	a.route("POST /v1/runs/{id}/token", a.auth(ownRun, a.mintToken))
 	a.route("POST /v1/runs/{id}/delegate", a.auth(ownRun, a.delegate))
 
@@ -375,26 +348,4 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		return writ.Errorf(writ.KindUnavailable, "store_unavailable", "the store does not answer")
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// limiter lets one log line through per interval and counts the rest.
-type limiter struct {
-	mu         sync.Mutex
-	every      time.Duration
-	last       time.Time
-	suppressed int
-}
-
-// allow reports whether a line may be logged now, and how many were
-// suppressed since the last one that was.
-func (l *limiter) allow(now time.Time) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.last) < l.every {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return true, n
 }

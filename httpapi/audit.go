@@ -256,7 +256,7 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) error {
 	// (encoding/json only re-indents raw messages when asked to indent).
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	return json.NewEncoder(w).Encode(map[string]any{"run": RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)}, "events": out})
+	return json.NewEncoder(w).Encode(map[string]any{"run": a.view(run), "events": out})
 }
 
 func hashes[T ~[]tlog.Hash](p T) []string {

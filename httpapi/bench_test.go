@@ -47,6 +47,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
@@ -64,6 +65,7 @@ const authBenchURL = "http://writ.bench"
 // server/bench_test.go, so logging is part of the cost.
 type authBenchEnv struct {
 	api     *httpapi.API
+	runs    *runs.Service
 	store   *sqlstore.DB
 	keys    *authBenchKeys
 	now     time.Time
@@ -135,18 +137,19 @@ func newAuthBenchEnv(b *testing.B) *authBenchEnv {
 		Leeway:      30 * time.Second,
 		MaxLifetime: 24 * time.Hour,
 	}
-	api := httpapi.New(httpapi.Config{
-		Store: store, Ring: ring, Rules: rules, Humans: map[string]*writ.Signer{"alice": alice},
-		TrustDomain: "writ.bench", Identity: keys, PublicURL: authBenchURL,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:    clock, Registry: prometheus.NewRegistry(),
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := runs.New(runs.Config{
+		Store: store, Lifecycle: store, Ring: ring, Rules: rules, Humans: map[string]*writ.Signer{"alice": alice},
+		TrustDomain: "writ.bench", Identity: keys, PublicURL: authBenchURL, Logger: logger, Now: clock, Registerer: reg,
 	})
+	api := httpapi.New(httpapi.Config{Store: store, Runs: svc, Logger: logger, Now: clock, Registry: reg})
 	secret, tok := writ.NewHumanToken("alice", "bench", now, 24*time.Hour)
 	ev := &writ.Event{Type: writ.EventTokenIssued, Actor: "bench", Subject: writ.HumanActor("alice"), Details: map[string]any{"tokenId": tok.ID}}
 	if err := store.CreateToken(ctx, tok, ev); err != nil {
 		b.Fatal(err)
 	}
-	return &authBenchEnv{api: api, store: store, keys: keys, now: now, signer: edKey, human: secret, humanID: tok.ID}
+	return &authBenchEnv{api: api, runs: svc, store: store, keys: keys, now: now, signer: edKey, human: secret, humanID: tok.ID}
 }
 
 // triggers signs n template triggers (DSSE, Ed25519) with unique ids.
@@ -301,12 +304,12 @@ func BenchmarkAuthRunBearer(b *testing.B) {
 }
 
 // BenchmarkAuthRunBearerCold: the same with the run forgotten by the cache
-// before every request (api.RunChanged, as after any state change), so the
+// before every request (runs.Service.Changed, as after any state change), so the
 // state check reads the run from SQLite.
 func BenchmarkAuthRunBearerCold(b *testing.B) {
 	e := newAuthBenchEnv(b)
 	sr := e.start(b, nil)
-	benchGet(b, e, "/v1/runs/"+string(sr.ID), "Bearer "+sr.Token, func() { e.api.RunChanged(sr.ID) }, nil)
+	benchGet(b, e, "/v1/runs/"+string(sr.ID), "Bearer "+sr.Token, func() { e.runs.Changed(sr.ID) }, nil)
 }
 
 // BenchmarkAuthRunDPoP: a DPoP-bound JWT-SVID with a fresh single-use proof

@@ -44,7 +44,7 @@ func (a *API) requestCredential(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	run, err := a.runs.get(r.Context(), p.Run)
+	run, err := a.runs.Get(r.Context(), p.Run)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (a *API) requestCredential(w http.ResponseWriter, r *http.Request) error {
 	out, err := a.cfg.Broker.Request(r.Context(), run, &req, p.Actor())
 	if err != nil {
 		if writ.ErrorKind(err) == writ.KindDenied || writ.ErrorKind(err) == writ.KindApprovalPending {
-			a.runs.forget(run.ID) // policy may have suspended it
+			a.runs.Stale(run.ID) // policy may have suspended it
 		}
 		return err
 	}

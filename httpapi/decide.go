@@ -69,7 +69,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request) error {
 		}
 		runID = p.Run
 	}
-	run, err := a.runs.get(r.Context(), runID)
+	run, err := a.runs.Get(r.Context(), runID)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request) error {
 	a.metrics.decisions.WithLabelValues(d.Verdict).Inc()
 	state := run.State
 	if d.Obligations.Suspend && !d.DryRun {
-		a.runs.forget(run.ID)
+		a.runs.Stale(run.ID)
 		state = writ.RunSuspended
 	}
 	return writeJSON(w, http.StatusOK, DecideResponse{

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
 )
@@ -28,7 +29,8 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	api := httpapi.New(httpapi.Config{Store: store, Ring: trigger.NewKeyRing(), Rules: &trigger.Rules{}, TrustDomain: "writ.example.org"})
+	svc := runs.New(runs.Config{Store: store, Ring: trigger.NewKeyRing(), Rules: &trigger.Rules{}, TrustDomain: "writ.example.org"})
+	api := httpapi.New(httpapi.Config{Store: store, Runs: svc})
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 

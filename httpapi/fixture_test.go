@@ -28,6 +28,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
@@ -105,6 +106,7 @@ type fixture struct {
 	keys   map[string]crypto.Signer
 	logs   *syncBuffer
 	api    *httpapi.API
+	svc    *runs.Service
 	srv    *httptest.Server
 	url    string
 	// tokens are API tokens of alice and bob, valid for a day.
@@ -186,22 +188,42 @@ func (f *fixture) newAPI(humans map[string]*writ.Signer) (*httpapi.API, *httptes
 	if f.ids == nil {
 		f.ids = newTestKeys(f.t)
 	}
-	api := httpapi.New(httpapi.Config{
-		Store: f.store, Ring: f.ring, Rules: f.rules, Humans: humans, TrustDomain: trustDomain,
-		Identity: f.ids, PublicURL: "http://writ.invalid",
-		RotateIdentity: func(context.Context, string) (string, error) { return f.ids.rotate(f.t), nil },
-		Logger:         slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:            f.clock.Now, Registry: prometheus.NewRegistry(),
-		OnRunCreated: func(r *writ.Run) {
-			f.createdMu.Lock()
-			defer f.createdMu.Unlock()
-			f.created = append(f.created, r.ID)
-		},
+	api, svc := f.build(f.store, humans, nil, func(r *writ.Run) {
+		f.createdMu.Lock()
+		defer f.createdMu.Unlock()
+		f.created = append(f.created, r.ID)
 	})
+	f.svc = svc
 	srv := httptest.NewServer(api)
 	f.t.Cleanup(srv.Close)
-	api.SetPublicURL(srv.URL)
+	svc.SetPublicURL(srv.URL)
 	return api, srv
+}
+
+// testStore is what an API and its runs read: the fixture's store, or a
+// test's wrapper of it.
+type testStore interface {
+	httpapi.Store
+	runs.Store
+	runs.Lifecycle
+}
+
+// build wires a runs.Service and an API over store with the fixture's
+// keys, rules and clock, as package server does.
+func (f *fixture) build(store testStore, humans map[string]*writ.Signer, audiences []string, onCreated func(*writ.Run)) (*httpapi.API, *runs.Service) {
+	reg := prometheus.NewRegistry()
+	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc := runs.New(runs.Config{
+		Store: store, Lifecycle: store, Ring: f.ring, Rules: f.rules, Humans: humans, TrustDomain: trustDomain,
+		Identity: f.ids, PublicURL: "http://writ.invalid", Audiences: audiences,
+		Logger: logger, Now: f.clock.Now, Registerer: reg, OnRunCreated: onCreated,
+	})
+	api := httpapi.New(httpapi.Config{
+		Store: store, Runs: svc,
+		RotateIdentity: func(context.Context, string) (string, error) { return f.ids.rotate(f.t), nil },
+		Logger:         logger, Now: f.clock.Now, Registry: reg,
+	})
+	return api, svc
 }
 
 // storeToken stores an API token for human, issued at now for ttl, directly

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,10 +22,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/writ-dev/writ"
-	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/token"
 )
 
@@ -42,24 +39,18 @@ func newIDFixture(t *testing.T) *fixture {
 }
 
 // newIDFixtureWith is newIDFixture with the API's store wrapped by wrap.
-func newIDFixtureWith(t *testing.T, wrap func(httpapi.Store) httpapi.Store) *fixture {
+func newIDFixtureWith(t *testing.T, wrap func(testStore) testStore) *fixture {
 	t.Helper()
 	f := newFixture(t)
-	var store httpapi.Store = f.store
+	var store testStore = f.store
 	if wrap != nil {
 		store = wrap(store)
 	}
-	api := httpapi.New(httpapi.Config{
-		Store: store, Ring: f.ring, Rules: f.rules, Humans: f.humans, TrustDomain: trustDomain,
-		Identity: f.ids, PublicURL: "http://writ.invalid", Audiences: []string{downstream},
-		RotateIdentity: func(context.Context, string) (string, error) { return f.ids.rotate(f.t), nil },
-		Logger:         slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Now:            f.clock.Now, Registry: prometheus.NewRegistry(),
-	})
+	api, svc := f.build(store, f.humans, []string{downstream}, nil)
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
-	api.SetPublicURL(srv.URL)
-	f.api, f.srv, f.url = api, srv, srv.URL
+	svc.SetPublicURL(srv.URL)
+	f.api, f.svc, f.srv, f.url = api, svc, srv, srv.URL
 	return f
 }
 
@@ -612,14 +603,14 @@ func TestTokenOfStoppedRun(t *testing.T) {
 // heldStore holds the next GetRun, once armed, after it has read the run
 // and before it returns, until released.
 type heldStore struct {
-	httpapi.Store
+	testStore
 	armed   atomic.Bool
 	read    chan struct{}
 	release chan struct{}
 }
 
 func (s *heldStore) GetRun(ctx context.Context, id writ.RunID) (*writ.Run, error) {
-	run, err := s.Store.GetRun(ctx, id)
+	run, err := s.testStore.GetRun(ctx, id)
 	if s.armed.CompareAndSwap(true, false) {
 		close(s.read)
 		<-s.release
@@ -632,7 +623,7 @@ func (s *heldStore) GetRun(ctx context.Context, id writ.RunID) (*writ.Run, error
 // request with the run's token is refused.
 func TestRunCacheRace(t *testing.T) {
 	hs := &heldStore{read: make(chan struct{}), release: make(chan struct{})}
-	f := newIDFixtureWith(t, func(s httpapi.Store) httpapi.Store { hs.Store = s; return hs })
+	f := newIDFixtureWith(t, func(s testStore) testStore { hs.testStore = s; return hs })
 	s := f.mustStartRun(nil, nil)
 	release := sync.OnceFunc(func() { close(hs.release) })
 	defer release() // never leave the held request (and the server's Close) hanging

@@ -3,8 +3,6 @@ package httpapi
 import (
 	"context"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/writ-dev/writ"
 )
@@ -63,36 +61,4 @@ func (a *API) acceptMCP(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, MCPAcceptResponse{Server: name, Tools: tools})
-}
-
-// mcpAudience reports whether aud is the resource of a configured MCP
-// server: <publicURL>/mcp/<server>.
-func (a *API) mcpAudience(aud string) bool {
-	name, ok := strings.CutPrefix(aud, a.cfg.PublicURL+"/mcp/")
-	return ok && a.cfg.MCP != nil && a.cfg.MCP.Known(name)
-}
-
-// VerifyResourceToken verifies raw as an unbound run token whose audience
-// is exactly audience (an MCP server's resource), for the MCP gateway. A
-// DPoP-bound token is an API token and is refused.
-func (a *API) VerifyResourceToken(raw, audience string) (writ.RunID, time.Time, error) {
-	c, err := a.verifier().Verify(raw, audience)
-	if err != nil {
-		a.metrics.authFailures.WithLabelValues("mcp_token").Inc()
-		return "", time.Time{}, err
-	}
-	if c.JKT != "" {
-		return "", time.Time{}, writ.Errorf(writ.KindUnauthenticated, "invalid_token", "a DPoP-bound token cannot be used as a bearer token")
-	}
-	id, err := writ.ParseRunID(c.Run)
-	if err != nil {
-		return "", time.Time{}, errBadToken
-	}
-	return id, c.Expiry, nil
-}
-
-// RunState returns run id as it is now (through the run cache, which
-// state changes invalidate), for the MCP gateway.
-func (a *API) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
-	return a.runs.get(ctx, id)
 }

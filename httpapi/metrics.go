@@ -11,12 +11,9 @@ import (
 )
 
 type metrics struct {
-	requests     *prometheus.CounterVec
-	latency      *prometheus.HistogramVec
-	refusals     *prometheus.CounterVec
-	authFailures *prometheus.CounterVec
-	runsStarted  prometheus.Counter
-	decisions    *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	decisions *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, store Store) *metrics {
@@ -28,20 +25,11 @@ func newMetrics(reg *prometheus.Registry, store Store) *metrics {
 			Name: "writ_http_request_duration_seconds", Help: "HTTP API request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "writ_trigger_refusals_total", Help: "Triggers refused, by reason code.",
-		}, []string{"reason"}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "writ_auth_failures_total", Help: "Requests whose credential was refused, by cause.",
-		}, []string{"cause"}),
-		runsStarted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "writ_runs_started_total", Help: "Runs started from accepted triggers.",
-		}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_decisions_total", Help: "Policy decisions answered through /v1/decide, by decision.",
 		}, []string{"decision"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.refusals, m.authFailures, m.runsStarted, m.decisions, &runCollector{store: store})
+	reg.MustRegister(m.requests, m.latency, m.decisions, &runCollector{store: store})
 	return m
 }
 

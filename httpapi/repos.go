@@ -49,7 +49,7 @@ func (a *API) addRepo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	info.URL = a.cfg.PublicURL + "/git/" + info.Name + ".git"
+	info.URL = a.runs.PublicURL() + "/git/" + info.Name + ".git"
 	return writeJSON(w, http.StatusCreated, info)
 }
 
@@ -72,15 +72,4 @@ func (a *API) mergeRepo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, res)
-}
-
-// HumanFromToken checks a human's API token given some other way than a
-// Bearer header (the git gateway takes it as the Basic password).
-func (a *API) HumanFromToken(ctx context.Context, token string) (*writ.Principal, error) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
-	if err != nil {
-		return nil, err
-	}
-	r.Header.Set("Authorization", "Bearer "+token)
-	return a.authenticate(r)
 }

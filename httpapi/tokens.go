@@ -2,61 +2,84 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
+	"github.com/writ-dev/writ/runs"
+)
+
+// Wire types of tokens (package api).
+type (
+	TokenRequest     = api.TokenRequest
+	TokenResponse    = api.TokenResponse
+	RunTokenRequest  = api.RunTokenRequest
+	RunTokenResponse = api.RunTokenResponse
 )
 
 // Human API token lifetimes.
 const (
-	DefaultTokenTTL = 30 * 24 * time.Hour
-	MaxTokenTTL     = 366 * 24 * time.Hour
+	DefaultTokenTTL = runs.DefaultHumanTokenTTL
+	MaxTokenTTL     = runs.MaxHumanTokenTTL
 )
 
-// TokenRequest asks for a human API token. Human defaults to the caller;
-// a token for someone else needs an admin.
-type TokenRequest struct {
-	Human string        `json:"human"`
-	TTL   writ.Duration `json:"ttl"`
-}
-
-// TokenResponse carries a new token. Token is shown once and never stored.
-type TokenResponse struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	Human     string    `json:"human"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
-
+// createToken is POST /v1/tokens.
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
-	p := writ.PrincipalFromContext(r.Context())
 	var req TokenRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if req.Human == "" {
-		req.Human = p.Name
-	}
-	if req.Human != p.Name {
-		if err := requireAdmin(p, "creating a token for another human"); err != nil {
-			return err
-		}
-	}
-	if _, ok := a.cfg.Humans[req.Human]; !ok {
-		return writ.Errorf(writ.KindInvalid, "unknown_human", "%q is not a configured human signer", req.Human)
-	}
-	ttl := req.TTL.D()
-	if ttl == 0 {
-		ttl = DefaultTokenTTL
-	}
-	if ttl < time.Minute || ttl > MaxTokenTTL {
-		return writ.Errorf(writ.KindInvalid, "invalid_ttl", "ttl %v: want between 1m and %v", ttl, MaxTokenTTL)
-	}
-	secret, tok := writ.NewHumanToken(req.Human, p.Actor(), a.now(), ttl)
-	ev := &writ.Event{Type: writ.EventTokenIssued, Actor: p.Actor(), Subject: writ.HumanActor(req.Human),
-		Details: map[string]any{"kind": "human", "tokenId": tok.ID, "expiresAt": tok.ExpiresAt}}
-	if err := a.cfg.Store.CreateToken(r.Context(), tok, ev); err != nil {
+	secret, tok, err := a.runs.CreateHumanToken(r.Context(), writ.PrincipalFromContext(r.Context()), req.Human, req.TTL.D())
+	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: tok.ID, Human: tok.Human, ExpiresAt: tok.ExpiresAt})
+}
+
+// mintToken is POST /v1/runs/{id}/token.
+func (a *API) mintToken(w http.ResponseWriter, r *http.Request) error {
+	var req RunTokenRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	t, err := a.runs.MintToken(r.Context(), writ.PrincipalFromContext(r.Context()), req.Audience, req.Bind)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, RunTokenResponse{Token: t.Token, TokenType: t.Type, Audience: t.Audience, ExpiresAt: t.ExpiresAt})
+}
+
+// openIDConfiguration is the OIDC discovery document relying parties
+// (Vault's JWT auth, cloud STS, go-oidc) use to trust run identities.
+func (a *API) openIDConfiguration(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	return writeJSON(w, http.StatusOK, a.runs.Discovery())
+}
+
+func (a *API) jwks(w http.ResponseWriter, r *http.Request) error {
+	doc, err := a.runs.JWKS()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(doc)
+	return err
+}
+
+// rotateKey is POST /v1/keys/{kind}/rotate (admins).
+func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) error {
+	p := writ.PrincipalFromContext(r.Context())
+	if err := requireAdmin(p, "rotating a key"); err != nil {
+		return err
+	}
+	kind := r.PathValue("kind")
+	if kind != "identity" {
+		return writ.Errorf(writ.KindInvalid, "unsupported_key", "only the identity key can be rotated by this server version (asked: %q)", kind)
+	}
+	kid, err := a.cfg.RotateIdentity(r.Context(), p.Actor())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"kind": kind, "kid": kid})
 }

@@ -63,7 +63,7 @@ func (a *API) artifactTrace(w http.ResponseWriter, r *http.Request) error {
 		if e.Type == writ.EventRelease {
 			role = "released"
 		}
-		tr := ArtifactTraceRun{Run: RunView{Run: run, SPIFFEID: run.SPIFFEID(a.cfg.TrustDomain)}, Role: role, Events: make([]TraceEvent, len(res))}
+		tr := ArtifactTraceRun{Run: a.view(run), Role: role, Events: make([]TraceEvent, len(res))}
 		for j, re := range res {
 			tr.Events[j] = TraceEvent{Seq: re.Seq, ID: re.ID, Type: re.Type, Event: json.RawMessage(re.Body)}
 		}

@@ -66,13 +66,13 @@ type Secrets interface {
 	Open(ctx context.Context, full string) ([]byte, error)
 }
 
-// Tokens verifies run tokens and reads runs (the API implements it).
+// Tokens verifies run tokens and reads runs (package runs).
 type Tokens interface {
 	// VerifyResourceToken verifies raw as an unbound run token for
 	// audience and returns its run and expiry.
 	VerifyResourceToken(raw, audience string) (writ.RunID, time.Time, error)
-	// RunState returns the run as it is now.
-	RunState(ctx context.Context, id writ.RunID) (*writ.Run, error)
+	// Get returns the run as it is now.
+	Get(ctx context.Context, id writ.RunID) (*writ.Run, error)
 }
 
 // Decider is the decision point.

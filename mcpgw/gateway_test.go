@@ -106,7 +106,7 @@ func (f *fakeTokens) VerifyResourceToken(raw, audience string) (writ.RunID, time
 	return writ.RunID(run), time.Now().Add(5 * time.Minute), nil
 }
 
-func (f *fakeTokens) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
+func (f *fakeTokens) Get(ctx context.Context, id writ.RunID) (*writ.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.runs[id]

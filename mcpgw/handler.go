@@ -204,7 +204,7 @@ func (g *Gateway) verifier(name string) auth.TokenVerifier {
 			}
 			return nil, fmt.Errorf("%w: %s (want a run token with audience %s)", auth.ErrInvalidToken, msg, g.Resource(name))
 		}
-		run, err := g.cfg.Tokens.RunState(ctx, id)
+		run, err := g.cfg.Tokens.Get(ctx, id)
 		if err != nil {
 			if writ.ErrorKind(err) == writ.KindNotFound {
 				return nil, fmt.Errorf("%w: unknown run", auth.ErrInvalidToken)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -98,7 +97,7 @@ func (s *Server) newGit() (*gitgw.Gateway, error) {
 		}
 	}
 	return gitgw.New(gitgw.Config{
-		Root: root, Git: bin, Leases: s.broker.broker, Humans: gitAPI{s}, Runs: gitAPI{s}, Decider: s.decider, Events: s.store,
+		Root: root, Git: bin, Leases: s.broker.broker, Humans: s.runs, Runs: s.runs, Decider: s.decider, Events: s.store,
 		Repos: repos, MaxPackBytes: c.MaxPackBytes, MaxObjects: c.MaxObjects, MaxScanBytes: c.MaxScanBytes, Timeout: c.Timeout,
 		Logger: s.log, Now: s.now,
 	})
@@ -110,16 +109,4 @@ func (s *Server) gitHandler() httpapi.Git {
 		return nil
 	}
 	return s.git
-}
-
-// gitAPI lets the gateway check human tokens and read runs through the
-// API, which is built after it.
-type gitAPI struct{ s *Server }
-
-func (g gitAPI) HumanFromToken(ctx context.Context, token string) (*writ.Principal, error) {
-	return g.s.api.HumanFromToken(ctx, token)
-}
-
-func (g gitAPI) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
-	return g.s.api.RunState(ctx, id)
 }

@@ -53,9 +53,7 @@ func (h HeartbeatConfig) silence() time.Duration {
 }
 
 // heartbeatLoop kills the runs whose launcher stopped sending heartbeats
-// (it died, or was killed with SIGKILL). Runs started without a launcher
-// never sent one and are left to their deadline. Several replicas may run
-// it: the store's kill is conditional, so each run is killed once.
+// (it died, or was killed with SIGKILL): [runs.Service.KillSilent].
 func (s *Server) heartbeatLoop(ctx context.Context) error {
 	every := max(s.cfg.Heartbeat.Interval/2, 50*time.Millisecond)
 	t := time.NewTicker(every)
@@ -66,17 +64,8 @@ func (s *Server) heartbeatLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		killed, err := s.store.KillSilentRuns(ctx, s.now().Add(-s.cfg.Heartbeat.silence()), 500)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		if _, err := s.runs.KillSilent(ctx, s.cfg.Heartbeat.silence(), 500); err != nil && ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "kill silent runs", slog.Any("error", err))
-			continue
-		}
-		for _, r := range killed {
-			s.api.RunChanged(r.ID)
-			s.log.WarnContext(ctx, "run killed: its launcher missed its heartbeats", slog.String("run", string(r.ID)), slog.String("agent", r.Agent))
 		}
 	}
 }

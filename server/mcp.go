@@ -2,15 +2,12 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/mcpgw"
 )
@@ -93,7 +90,7 @@ func (s *Server) newMCP() (*mcpgw.Gateway, error) {
 	sum := sha256.Sum256(append([]byte("writ mcp session ids v1\x00"), bytes.TrimSpace(logKey)...))
 	return mcpgw.New(mcpgw.Config{
 		Advertise: s.cfg.MCP.Advertise, SessionKey: sum[:],
-		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: apiTokens{s}, Decider: s.decider, Events: s.store,
+		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: s.runs, Decider: s.decider, Events: s.store,
 		StateDir: filepath.Join(s.cfg.DataDir, "mcp"), MaxResultBytes: s.cfg.MCP.MaxResultBytes, Logger: s.log, Now: s.now,
 		Secrets: mcpSecrets(s.broker),
 	})
@@ -107,17 +104,8 @@ func (s *Server) mcpHandler() httpapi.MCP {
 	return s.mcp
 }
 
-// apiTokens lets the gateway verify run tokens through the API, which is
-// built after it.
-type apiTokens struct{ s *Server }
-
-func (t apiTokens) VerifyResourceToken(raw, audience string) (writ.RunID, time.Time, error) {
-	return t.s.api.VerifyResourceToken(raw, audience)
-}
-
-func (t apiTokens) RunState(ctx context.Context, id writ.RunID) (*writ.Run, error) {
-	return t.s.api.RunState(ctx, id)
-}
+// mcpKnown reports whether an MCP server name is configured.
+func (s *Server) mcpKnown(name string) bool { return s.mcp != nil && s.mcp.Known(name) }
 
 // MCPStatus reports the state of MCP server name (tests, diagnostics).
 func (s *Server) MCPStatus(name string) (*mcpgw.ServerStatus, bool) {

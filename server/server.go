@@ -32,6 +32,7 @@ import (
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/mcpgw"
 	"github.com/writ-dev/writ/notify"
+	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
 )
@@ -52,10 +53,12 @@ type Server struct {
 	// commit hook reach it, as auditRef does the log.
 	notifier  *notify.Notifier
 	notifyRef atomic.Pointer[notify.Notifier]
+	// runs is the life of runs every edge shares; runsRef lets the
+	// store's notifications of other replicas' run changes reach it, as
+	// auditRef does the log.
+	runs      *runs.Service
+	runsRef   atomic.Pointer[runs.Service]
 	api       *httpapi.API
-	// apiRef lets the store's notifications of other replicas' run
-	// changes reach the API, which is built after the store.
-	apiRef    atomic.Pointer[httpapi.API]
 	http      *http.Server
 	ln        net.Listener
 	wake      chan struct{}
@@ -121,8 +124,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		// forget what the run cache holds of it at once rather than when
 		// the entry's TTL runs out.
 		OnRunChanged: func(id writ.RunID) {
-			if a := s.apiRef.Load(); a != nil {
-				a.RunChanged(id)
+			if r := s.runsRef.Load(); r != nil {
+				r.Changed(id)
 			}
 			if b := s.brokerRef.Load(); b != nil {
 				b.Wake()
@@ -185,24 +188,18 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		// Replicas decide for the same runs: budgets and thresholds count
 		// every replica's decisions.
 		Shared: store.Shared(),
-		OnRunChanged: func(id writ.RunID) {
-			if s.api != nil {
-				s.api.RunChanged(id)
-			}
-		},
+		// Decisions are made only once the server serves, after s.runs
+		// is set.
+		OnRunChanged: func(id writ.RunID) { s.runs.Changed(id) },
 	})
 	s.approvals = approval.New(approval.Config{
 		Store: store, Ring: ring, Humans: humans, Attest: keys.Attest, SelfApproval: cfg.Policy.SelfApproval,
 		PolicyDigest: func() string { return s.policy.engine.Bundle().Digest }, Logger: s.log, Now: s.now,
 	})
-	// Vault's JWT login mints the run's own token; the API mints (it is
-	// built below, before any request can reach the broker).
+	// Vault's JWT login mints the run's own token; runs mint (built
+	// below, before any request can reach the broker).
 	mint := func(ctx context.Context, run *writ.Run, aud string) (string, error) {
-		a := s.apiRef.Load()
-		if a == nil {
-			return "", errors.New("the API is not ready")
-		}
-		return a.MintDownstream(ctx, run, aud, writ.ActorSystem)
+		return s.runs.MintDownstream(ctx, run, aud, writ.ActorSystem)
 	}
 	s.broker, err = newBroker(cfg, store, store, s.decider, mint, s.log, s.now)
 	if err != nil {
@@ -214,6 +211,17 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if s.broker.secrets != nil {
 		secrets = s.broker.secrets
 	}
+	s.runs = runs.New(runs.Config{
+		Store: store, Lifecycle: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
+		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences, MCPServer: s.mcpKnown, // s.mcp is set below, before serving
+		Decider: s.decider, MaxDepth: cfg.MaxDepth, Logger: s.log, Now: s.now, Registerer: reg,
+		OnRunCreated: func(r *writ.Run) {
+			if r.Deadline.UnixNano() < s.nextSweep.Load() {
+				s.poke()
+			}
+		},
+	})
+	s.runsRef.Store(s.runs)
 	if s.mcp, err = s.newMCP(); err != nil {
 		s.broker.close()
 		store.Close()
@@ -234,25 +242,17 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		sensitive[e.Name] = e.Sensitive
 	}
 	s.api = httpapi.New(httpapi.Config{
-		Broker: s.broker.broker, Secrets: secrets,
-		Decider: s.decider, MaxDepth: cfg.MaxDepth, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
-		Store: store, Ring: ring, Rules: rules, Humans: humans, TrustDomain: cfg.TrustDomain,
-		PublicURL: cfg.PublicURL, Identity: s.ids, Audiences: cfg.Audiences,
+		Store: store, Runs: s.runs, Broker: s.broker.broker, Secrets: secrets,
+		Decider: s.decider, Approvals: s.approvals, ApprovalStore: store, SensitiveEnvironments: sensitive,
 		Audit: s.audit, AuditStore: store, Tiles: s.audit, AuditKey: keys.LogKey, AuditOrigin: cfg.TrustDomain + "/audit",
 		RotateIdentity: func(ctx context.Context, actor string) (string, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
 		AttestKey: attestPublicPEM(keys), Artifacts: s,
-		KillSwitches: store, Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
-		OnRunCreated: func(r *writ.Run) {
-			if r.Deadline.UnixNano() < s.nextSweep.Load() {
-				s.poke()
-			}
-		},
+		Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
 	})
-	s.apiRef.Store(s.api)
-	s.egress = newEgressProxy(cfg.Egress, s.broker.broker, store.GetRun, s.decider, s.log)
+	s.egress = newEgressProxy(cfg.Egress, s.broker.broker, s.runs.Get, s.decider, s.log)
 	s.http = &http.Server{
 		Handler:           s.egress.wrap(s.withUI(s.api)), // CONNECT: the egress proxy; /ui/: the web UI; the rest: the API
 		ReadHeaderTimeout: 10 * time.Second,
@@ -315,7 +315,7 @@ func (s *Server) Listen() (string, error) {
 	// URL: it is the address actually bound.
 	if strings.HasSuffix(s.cfg.PublicURL, ":0") {
 		s.cfg.PublicURL = url
-		s.api.SetPublicURL(url)
+		s.runs.SetPublicURL(url)
 		s.notifier.SetPublicURL(url)
 		if s.mcp != nil {
 			s.mcp.SetPublicURL(url)
@@ -461,22 +461,17 @@ func (s *Server) poke() {
 // deadline, at most ExpiryInterval, and wakes early when a run starts.
 func (s *Server) expiryLoop(ctx context.Context) error {
 	for {
-		now := s.now()
-		expired, err := s.store.ExpireRuns(ctx, now, 500)
+		expired, err := s.runs.ExpireDue(ctx, 500)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			s.log.ErrorContext(ctx, "expire runs", slog.Any("error", err))
 		}
-		for _, r := range expired {
-			s.api.RunChanged(r.ID)
-			s.log.InfoContext(ctx, "run expired", slog.String("run", string(r.ID)), slog.Time("deadline", r.Deadline))
-		}
 		wait := s.cfg.ExpiryInterval
 		if len(expired) == 500 {
 			wait = 0
-		} else if next, ok, err := s.store.NextDeadline(ctx); err == nil && ok {
+		} else if next, ok, err := s.runs.NextDeadline(ctx); err == nil && ok {
 			if d := next.Sub(s.now()); d < wait {
 				wait = max(d, 0)
 			}

@@ -14,7 +14,7 @@ const maxUIDiff = 1 << 20
 // withUI mounts the web UI's own mux at /ui/ beside the API. The UI reads
 // and acts through api in-process, with the signed-in human's token.
 func (s *Server) withUI(api http.Handler) http.Handler {
-	cfg := webui.Config{API: api, Authenticate: s.api.AuthenticateToken, Logger: s.log, Now: s.now,
+	cfg := webui.Config{API: api, Authenticate: s.runs.AuthenticateHuman, Logger: s.log, Now: s.now,
 		Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
 	if s.git != nil {
 		cfg.Diff = func(ctx context.Context, repo, base, head string) (*webui.Diff, error) {
