@@ -12,10 +12,10 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/broker"
-	"github.com/writ-dev/writ/broker/egresslease"
 	"github.com/writ-dev/writ/broker/gitlease"
 	"github.com/writ-dev/writ/broker/pgrole"
 	"github.com/writ-dev/writ/broker/secret"
+	"github.com/writ-dev/writ/egress"
 )
 
 // fileBroker is writ.yaml's broker section: the credential backends.
@@ -212,7 +212,7 @@ func newBroker(cfg Config, store broker.Store, secretStore secret.Store, decider
 	if err != nil {
 		return nil, err
 	}
-	sources := map[string]broker.Source{writ.CredentialGit: gitlease.Source{}, writ.CredentialEgress: egresslease.Source{}}
+	sources := map[string]broker.Source{writ.CredentialGit: gitlease.Source{}, writ.CredentialEgress: egress.LeaseSource{}}
 	if sealer != nil {
 		bp.secrets, err = secret.New(secretStore, sealer)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/decision"
+	"github.com/writ-dev/writ/egress"
 	"github.com/writ-dev/writ/internal/strictjson"
 	"github.com/writ-dev/writ/notify"
 )
@@ -169,7 +170,7 @@ type Config struct {
 	MCP          MCPConfig         // mcp
 	Git          GitConfig         // git, and repos[].upstream
 	Heartbeat    HeartbeatConfig   // runs.heartbeat
-	Egress       EgressConfig      // egress
+	Egress       egress.Config     // egress
 	Builds       BuildsConfig      // builds
 	Deployments  DeploymentsConfig // deployments
 
@@ -221,7 +222,7 @@ func DefaultConfig() Config {
 		ExpiryInterval:     time.Second,
 		MaxDepth:           3,
 		Heartbeat:          HeartbeatConfig{Interval: 10 * time.Second, Missed: 3},
-		Egress:             EgressConfig{MaxTunnels: 1024, MaxTunnelsPerRun: 64},
+		Egress:             egress.Config{MaxTunnels: 1024, MaxTunnelsPerRun: 64},
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
 			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
@@ -331,7 +332,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	cfg.MCP = fc.MCP.config()
 	cfg.Git = fc.Git.config(fc.Repos)
 	cfg.Heartbeat.parse(fc.Runs.Heartbeat)
-	cfg.Egress.parse(fc.Egress)
+	parseEgress(&cfg.Egress, fc.Egress)
 	cfg.Builds = fc.Builds.config()
 	cfg.Deployments = DeploymentsConfig{Reporters: fc.Deployments.Reporters}
 	cfg.resolve(baseDir)
@@ -387,7 +388,7 @@ func (c *Config) Validate() error {
 	if err := c.Heartbeat.validate(); err != nil {
 		return err
 	}
-	if err := c.Egress.validate(); err != nil {
+	if err := c.Egress.Validate(); err != nil {
 		return err
 	}
 	if err := c.Builds.validate(); err != nil {

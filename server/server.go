@@ -27,7 +27,9 @@ import (
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/broker"
 	"github.com/writ-dev/writ/builder"
+	"github.com/writ-dev/writ/builder/gate"
 	"github.com/writ-dev/writ/decision"
+	"github.com/writ-dev/writ/egress"
 	"github.com/writ-dev/writ/gitgw"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/mcpgw"
@@ -70,8 +72,8 @@ type Server struct {
 	brokerRef atomic.Pointer[broker.Broker]
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	git       *gitgw.Gateway // nil without a git binary
-	egress    *egressProxy
-	builder   *builder.Builder // nil without build recipes
+	egress    *egress.Proxy
+	gates     *gate.Gates
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -232,7 +234,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
-	if s.builder, err = s.newBuilder(o.Sandbox); err != nil {
+	if s.gates, err = s.newGates(o.Sandbox); err != nil {
 		s.broker.close()
 		store.Close()
 		return nil, err
@@ -249,12 +251,12 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 			return s.ids.rotate(ctx, s.keys.Identity, actor)
 		},
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
-		AttestKey: attestPublicPEM(keys), Artifacts: s,
+		AttestKey: attestPublicPEM(keys), Artifacts: s.gates,
 		Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
 	})
-	s.egress = newEgressProxy(cfg.Egress, s.broker.broker, s.runs.Get, s.decider, s.log)
+	s.egress = egress.New(cfg.Egress, s.broker.broker, s.runs, s.decider, s.log)
 	s.http = &http.Server{
-		Handler:           s.egress.wrap(s.withUI(s.api)), // CONNECT: the egress proxy; /ui/: the web UI; the rest: the API
+		Handler:           s.egress.Wrap(s.withUI(s.api)), // CONNECT: the egress proxy; /ui/: the web UI; the rest: the API
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -345,7 +347,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })
 	g.Go(func() error { return s.heartbeatLoop(gctx) })
-	g.Go(func() error { s.egress.watch(gctx, time.Second); return nil })
+	g.Go(func() error { s.egress.Watch(gctx, time.Second); return nil })
 	if s.mcp != nil {
 		g.Go(func() error { s.mcp.Start(gctx); return nil }) // connects the MCP upstreams
 	}
