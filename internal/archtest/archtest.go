@@ -47,6 +47,13 @@
 //  8. Only _test.go files import M/internal/writtest.
 //  9. Every package with non-test Go files has a package doc comment,
 //     package main under cmd/ included.
+//  10. Nothing imports M/httpapi except M/server and M/cmd/writ: the HTTP
+//     adapter is wired, never reached into.
+//  11. The edges M/gitgw, M/mcpgw, M/egress and M/webui reach runs only
+//     through M/runs (as a value wired by server): they import neither
+//     M/sqlstore nor M/httpapi nor M/server.
+//  12. M/runs imports no HTTP server package: neither net/http (and
+//     below) nor M/httpapi, M/webui, M/gitgw, M/mcpgw, M/egress, M/server.
 //
 // archtest imports only the standard library.
 package archtest
@@ -99,7 +106,7 @@ type Graph map[string]*Package
 
 // Violation is one broken rule.
 type Violation struct {
-	Rule   string // "1" … "9", "4a"
+	Rule   string // "1" … "12", "4a"
 	Pkg    string // the offending package's import path
 	Import string // the offending import, "" for rule 9
 	Msg    string // a readable explanation
@@ -151,6 +158,11 @@ func Check(mod string, g Graph) []Violation {
 		server   = m("server")
 		cmdWrit  = m("cmd/writ")
 		writtest = m("internal/writtest")
+		httpapi  = m("httpapi")
+		runsPkg  = m("runs")
+		edges    = prefixed(mod, []string{"gitgw", "mcpgw", "egress", "webui"})
+		// httpServers are what runs must not import (rule 12).
+		httpServers = append([]string{"net/http", httpapi, server}, edges...)
 	)
 	engineOf := func(path string) string {
 		for _, e := range engines {
@@ -243,6 +255,21 @@ func Check(mod string, g Graph) []Violation {
 			// standard-library-only internal helpers).
 			if within(path, sqlstore) && within(imp, mod) && imp != mod && !within(imp, sqlstore) && !withinAny(imp, prefixed(mod, sqlstoreMayImport)) {
 				add("7", imp, "imports %s; sqlstore may import only the root package writ and %s from this module", name(imp), strings.Join(sqlstoreMayImport, ", "))
+			}
+
+			// 10. Only server and cmd/writ import httpapi.
+			if within(imp, httpapi) && !within(path, httpapi) && !within(path, server) && !within(path, cmdWrit) {
+				add("10", imp, "imports %s; only server (and cmd/writ) may: other packages take package runs, not the HTTP adapter", name(imp))
+			}
+
+			// 11. The edges reach runs through package runs only.
+			if withinAny(path, edges) && (within(imp, sqlstore) || within(imp, httpapi) || within(imp, server)) {
+				add("11", imp, "imports %s; gitgw, mcpgw, egress and webui reach runs only through package runs", name(imp))
+			}
+
+			// 12. runs imports no HTTP server package.
+			if within(path, runsPkg) && withinAny(imp, httpServers) {
+				add("12", imp, "imports %s; package runs serves every transport and imports none", name(imp))
 			}
 
 			// 8. Only _test.go files import internal/writtest.
