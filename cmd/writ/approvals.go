@@ -17,95 +17,39 @@ import (
 	"github.com/writ-dev/writ/trigger"
 )
 
-type approvalListOpts struct {
+// approvalsListCommand is `writ approvals list`.
+type approvalsListCommand struct {
 	state, run string
 	asJSON     bool
 }
 
-type verdictOpts struct {
-	key, sshKey, sshSig, statement string
+func (c *approvalsListCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.state, "state", "pending", "pending, approved, denied, voided, expired, used, or all")
+	fs.StringVar(&c.run, "run", "", "only this run's")
+	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
 }
 
-func init() {
-	register(&command{
-		name: "approvals list", summary: "list approval requests (pending by default)",
-		example: "writ approvals list\nwrit approvals list --state approved --run RUN --json",
-		flags: func(fs *flag.FlagSet) any {
-			o := &approvalListOpts{}
-			fs.StringVar(&o.state, "state", "pending", "pending, approved, denied, voided, expired, used, or all")
-			fs.StringVar(&o.run, "run", "", "only this run's")
-			fs.BoolVar(&o.asJSON, "json", false, "print JSON")
-			return o
-		},
-		run: runApprovalsList,
-	})
-	register(&command{
-		name: "approvals show", args: "ID", summary: "show what an approval asks, the run, the risk, and what the agent wrote",
-		example: "writ approvals show apr_01jd…",
-		flags:   func(fs *flag.FlagSet) any { return fs.Bool("json", false, "print JSON") },
-		run:     runApprovalsShow,
-	})
-	register(&command{
-		name: "approvals statement", args: "ID", summary: "print the exact statement to sign, for signing out of band (ssh-keygen, a hardware key)",
-		example: "writ approvals statement apr_01jd… --verdict approve > st.json\nssh-keygen -Y sign -n writ-approval -f ~/.ssh/id_ed25519 st.json\nwrit approvals approve apr_01jd… --ssh-sig st.json.sig --statement st.json",
-		flags:   func(fs *flag.FlagSet) any { return fs.String("verdict", "approve", "approve or deny") },
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			if len(args) != 1 {
-				return usagef("approvals statement takes one approval id")
-			}
-			c, err := newClient(e)
-			if err != nil {
-				return err
-			}
-			b, err := c.ApprovalStatement(ctx, args[0], *opts.(*string))
-			if err != nil {
-				return err
-			}
-			_, err = e.stdout.Write(b)
-			return err
-		},
-	})
-	for _, verdict := range []string{approval.Approve, approval.Deny} {
-		register(&command{
-			name: "approvals " + verdict, args: "ID", summary: verdict + " an approval request: sign its statement with your own key and submit it",
-			example: "writ approvals " + verdict + " apr_01jd… --key ~/.config/writ/alice.key\nwrit approvals " + verdict + " apr_01jd… --ssh-key ~/.ssh/id_ed25519",
-			flags: func(fs *flag.FlagSet) any {
-				o := &verdictOpts{}
-				fs.StringVar(&o.key, "key", "", "your private key file (Ed25519 or ECDSA P-256, PEM or OpenSSH): signs a DSSE envelope")
-				fs.StringVar(&o.sshKey, "ssh-key", "", "your SSH private key: signs with ssh-keygen -Y sign -n writ-approval")
-				fs.StringVar(&o.sshSig, "ssh-sig", "", "an armored SSH signature of the statement you made yourself (with --statement)")
-				fs.StringVar(&o.statement, "statement", "", "with --ssh-sig: the statement file you signed")
-				return o
-			},
-			run: func(ctx context.Context, e *env, opts any, args []string) error {
-				return runVerdict(ctx, e, verdict, opts.(*verdictOpts), args)
-			},
-		})
-	}
-}
-
-func runApprovalsList(ctx context.Context, e *env, opts any, args []string) error {
-	o := opts.(*approvalListOpts)
+func (c *approvalsListCommand) Run(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 {
 		return usagef("approvals list takes no arguments")
 	}
-	c, err := newClient(e)
+	cl, err := newClient(e)
 	if err != nil {
 		return err
 	}
-	f := writ.ApprovalFilter{State: o.state, Run: writ.RunID(o.run)}
+	f := writ.ApprovalFilter{State: c.state, Run: writ.RunID(c.run)}
 	if f.State == "all" {
 		f.State = ""
 	}
-	as, err := c.ListApprovals(ctx, f)
+	as, err := cl.ListApprovals(ctx, f)
 	if err != nil {
 		return err
 	}
-	if o.asJSON {
+	if c.asJSON {
 		return printJSON(e.stdout, as)
 	}
 	if len(as) == 0 {
-		fmt.Fprintf(e.stdout, "no %s approvals\n", o.state)
+		fmt.Fprintf(e.stdout, "no %s approvals\n", c.state)
 		return nil
 	}
 	for _, a := range as {
@@ -114,19 +58,26 @@ func runApprovalsList(ctx context.Context, e *env, opts any, args []string) erro
 	return nil
 }
 
-func runApprovalsShow(ctx context.Context, e *env, opts any, args []string) error {
+// approvalsShowCommand is `writ approvals show ID`: what a human decides on.
+type approvalsShowCommand struct{ json bool }
+
+func (c *approvalsShowCommand) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+}
+
+func (c *approvalsShowCommand) Run(ctx context.Context, e *env, args []string) error {
 	if len(args) != 1 {
 		return usagef("approvals show takes one approval id")
 	}
-	c, err := newClient(e)
+	cl, err := newClient(e)
 	if err != nil {
 		return err
 	}
-	v, err := c.GetApproval(ctx, args[0])
+	v, err := cl.GetApproval(ctx, args[0])
 	if err != nil {
 		return err
 	}
-	if *opts.(*bool) {
+	if c.json {
 		return printJSON(e.stdout, v)
 	}
 	w := e.stdout
@@ -177,12 +128,51 @@ func runApprovalsShow(ctx context.Context, e *env, opts any, args []string) erro
 	return nil
 }
 
-func runVerdict(ctx context.Context, e *env, verdict string, o *verdictOpts, args []string) error {
+// approvalsStatementCommand is `writ approvals statement ID`: the
+// statement to sign out of band.
+type approvalsStatementCommand struct{ verdict string }
+
+func (c *approvalsStatementCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.verdict, "verdict", "approve", "approve or deny")
+}
+
+func (c *approvalsStatementCommand) Run(ctx context.Context, e *env, args []string) error {
+	if len(args) != 1 {
+		return usagef("approvals statement takes one approval id")
+	}
+	cl, err := newClient(e)
+	if err != nil {
+		return err
+	}
+	b, err := cl.ApprovalStatement(ctx, args[0], c.verdict)
+	if err != nil {
+		return err
+	}
+	_, err = e.stdout.Write(b)
+	return err
+}
+
+// approvalsVerdictCommand is `writ approvals approve|deny ID`: verdict is
+// which; the statement is signed with the human's own key.
+type approvalsVerdictCommand struct {
+	verdict                        string
+	key, sshKey, sshSig, statement string
+}
+
+func (c *approvalsVerdictCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.key, "key", "", "your private key file (Ed25519 or ECDSA P-256, PEM or OpenSSH): signs a DSSE envelope")
+	fs.StringVar(&c.sshKey, "ssh-key", "", "your SSH private key: signs with ssh-keygen -Y sign -n writ-approval")
+	fs.StringVar(&c.sshSig, "ssh-sig", "", "an armored SSH signature of the statement you made yourself (with --statement)")
+	fs.StringVar(&c.statement, "statement", "", "with --ssh-sig: the statement file you signed")
+}
+
+func (c *approvalsVerdictCommand) Run(ctx context.Context, e *env, args []string) error {
+	verdict := c.verdict
 	if len(args) != 1 {
 		return usagef("approvals %s takes one approval id", verdict)
 	}
 	n := 0
-	for _, s := range []string{o.key, o.sshKey, o.sshSig} {
+	for _, s := range []string{c.key, c.sshKey, c.sshSig} {
 		if s != "" {
 			n++
 		}
@@ -190,34 +180,34 @@ func runVerdict(ctx context.Context, e *env, verdict string, o *verdictOpts, arg
 	if n != 1 {
 		return usagef("give exactly one of --key, --ssh-key or --ssh-sig")
 	}
-	if (o.sshSig != "") != (o.statement != "") {
+	if (c.sshSig != "") != (c.statement != "") {
 		return usagef("--ssh-sig needs --statement FILE (the statement you signed), and --statement only goes with --ssh-sig")
 	}
 	id := args[0]
-	c, err := newClient(e)
+	cl, err := newClient(e)
 	if err != nil {
 		return err
 	}
 	var signed []byte
 	switch {
-	case o.key != "":
-		pemBytes, err := os.ReadFile(o.key)
+	case c.key != "":
+		pemBytes, err := os.ReadFile(c.key)
 		if err != nil {
 			return err
 		}
 		k, err := trigger.LoadPrivateKey(pemBytes)
 		if err != nil {
-			return fmt.Errorf("%s: %w", o.key, err)
+			return fmt.Errorf("%s: %w", c.key, err)
 		}
-		st, err := c.ApprovalStatement(ctx, id, verdict)
+		st, err := cl.ApprovalStatement(ctx, id, verdict)
 		if err != nil {
 			return err
 		}
 		if signed, err = trigger.SignDSSE(st, approval.PayloadType, k); err != nil {
 			return err
 		}
-	case o.sshKey != "":
-		st, err := c.ApprovalStatement(ctx, id, verdict)
+	case c.sshKey != "":
+		st, err := cl.ApprovalStatement(ctx, id, verdict)
 		if err != nil {
 			return err
 		}
@@ -231,7 +221,7 @@ func runVerdict(ctx context.Context, e *env, verdict string, o *verdictOpts, arg
 			return err
 		}
 		var stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, "ssh-keygen", "-Y", "sign", "-n", approval.SSHNamespace, "-f", o.sshKey, file)
+		cmd := exec.CommandContext(ctx, "ssh-keygen", "-Y", "sign", "-n", approval.SSHNamespace, "-f", c.sshKey, file)
 		cmd.Stdin, cmd.Stderr = os.Stdin, &stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("ssh-keygen -Y sign: %v: %s", err, strings.TrimSpace(stderr.String()))
@@ -244,11 +234,11 @@ func runVerdict(ctx context.Context, e *env, verdict string, o *verdictOpts, arg
 			return err
 		}
 	default:
-		st, err := os.ReadFile(o.statement)
+		st, err := os.ReadFile(c.statement)
 		if err != nil {
 			return err
 		}
-		sig, err := os.ReadFile(o.sshSig)
+		sig, err := os.ReadFile(c.sshSig)
 		if err != nil {
 			return err
 		}
@@ -256,7 +246,7 @@ func runVerdict(ctx context.Context, e *env, verdict string, o *verdictOpts, arg
 			return err
 		}
 	}
-	a, err := c.SubmitApproval(ctx, id, verdict, signed)
+	a, err := cl.SubmitApproval(ctx, id, verdict, signed)
 	if err != nil {
 		return err
 	}

@@ -16,57 +16,50 @@ import (
 	"github.com/writ-dev/writ/auditlog"
 )
 
-type attestVerifyOpts struct {
+// attestGetCommand is `writ attest get RUN`.
+type attestGetCommand struct{ out string }
+
+func (c *attestGetCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.out, "o", "", "write here instead of stdout")
+}
+
+func (c *attestGetCommand) Run(ctx context.Context, e *env, args []string) error {
+	if len(args) != 1 {
+		return usagef("attest get takes one run id")
+	}
+	cl, err := newClient(e)
+	if err != nil {
+		return err
+	}
+	env, err := cl.RunAttestation(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if p := c.out; p != "" {
+		return os.WriteFile(p, env, 0o644)
+	}
+	_, err = e.stdout.Write(append(env, '\n'))
+	return err
+}
+
+// attestVerifyCommand is `writ attest verify FILE`: a run attestation with
+// its log proof, or a build provenance or release attestation.
+type attestVerifyCommand struct {
 	key, logKey, origin string
 	artifact, builderID string
 	json                bool
 }
 
-func init() {
-	register(&command{
-		name: "attest get", args: "RUN", summary: "write a run's signed attestation (a DSSE envelope) once writ has signed it",
-		example: "writ attest get 01jd3v4k5m6n7p8q9r0s1t2v3w -o run.intoto.json",
-		flags:   func(fs *flag.FlagSet) any { return fs.String("o", "", "write here instead of stdout") },
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			if len(args) != 1 {
-				return usagef("attest get takes one run id")
-			}
-			c, err := newClient(e)
-			if err != nil {
-				return err
-			}
-			env, err := c.RunAttestation(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if p := *opts.(*string); p != "" {
-				return os.WriteFile(p, env, 0o644)
-			}
-			_, err = e.stdout.Write(append(env, '\n'))
-			return err
-		},
-	})
-	register(&command{
-		name: "attest verify", args: "FILE", summary: "verify a writ attestation (run, build provenance or release): signature (attest key), subjects, predicate, and the audit log inclusion proof a run attestation carries (log key)",
-		example: "writ attest verify run.intoto.json                                   # keys from the server\n" +
-			"writ attest verify run.intoto.json --key attest.pub --log-key \"$(cat log.pub)\"   # offline\n" +
-			"writ attest verify app.provenance.json --key attest.pub --artifact out/app",
-		flags: func(fs *flag.FlagSet) any {
-			o := &attestVerifyOpts{}
-			fs.StringVar(&o.key, "key", "", "the attest public key, a PEM file (default: fetched from the server)")
-			fs.StringVar(&o.logKey, "log-key", "", "the audit log's public note key (default: fetched from the server)")
-			fs.StringVar(&o.origin, "origin", "", "the audit log's origin (default: the log key's name)")
-			fs.StringVar(&o.artifact, "artifact", "", "also check that this file is a subject of the attestation (its SHA-256)")
-			fs.StringVar(&o.builderID, "builder-id", "", "for build provenance: the builder id to require (default: any, signed by the attest key)")
-			fs.BoolVar(&o.json, "json", false, "print the verified statement as JSON")
-			return o
-		},
-		run: runAttestVerify,
-	})
+func (c *attestVerifyCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.key, "key", "", "the attest public key, a PEM file (default: fetched from the server)")
+	fs.StringVar(&c.logKey, "log-key", "", "the audit log's public note key (default: fetched from the server)")
+	fs.StringVar(&c.origin, "origin", "", "the audit log's origin (default: the log key's name)")
+	fs.StringVar(&c.artifact, "artifact", "", "also check that this file is a subject of the attestation (its SHA-256)")
+	fs.StringVar(&c.builderID, "builder-id", "", "for build provenance: the builder id to require (default: any, signed by the attest key)")
+	fs.BoolVar(&c.json, "json", false, "print the verified statement as JSON")
 }
 
-func runAttestVerify(ctx context.Context, e *env, opts any, args []string) error {
-	o := opts.(*attestVerifyOpts)
+func (c *attestVerifyCommand) Run(ctx context.Context, e *env, args []string) error {
 	if len(args) != 1 {
 		return usagef("attest verify takes one attestation file")
 	}
@@ -75,16 +68,16 @@ func runAttestVerify(ctx context.Context, e *env, opts any, args []string) error
 		return err
 	}
 	var pemKey []byte
-	if o.key != "" {
-		if pemKey, err = os.ReadFile(o.key); err != nil {
+	if c.key != "" {
+		if pemKey, err = os.ReadFile(c.key); err != nil {
 			return err
 		}
 	} else {
-		c, err := newClient(e)
+		cl, err := newClient(e)
 		if err != nil {
 			return err
 		}
-		if pemKey, err = c.AttestKey(ctx); err != nil {
+		if pemKey, err = cl.AttestKey(ctx); err != nil {
 			return fmt.Errorf("fetching the attest key (or pass --key): %w", err)
 		}
 	}
@@ -98,26 +91,26 @@ func runAttestVerify(ctx context.Context, e *env, opts any, args []string) error
 	}
 	if st.PredicateType != attest.PredicateRun {
 		// Build provenance and release attestations carry no log proof.
-		return verifyArtifactStatement(e, envBytes, pub, st, o)
+		return c.verifyArtifactStatement(e, envBytes, pub, st)
 	}
-	logKey := o.logKey
+	logKey := c.logKey
 	if logKey == "" {
-		c, err := newClient(e)
+		cl, err := newClient(e)
 		if err != nil {
 			return err
 		}
-		if logKey, err = c.AuditKey(ctx); err != nil {
+		if logKey, err = cl.AuditKey(ctx); err != nil {
 			return fmt.Errorf("fetching the log key (or pass --log-key): %w", err)
 		}
 	}
 	st, p, err := attest.VerifyRun(envBytes, pub, func(lp *attest.LogProof) error {
-		_, err := auditlog.CheckEntryProof([]byte(lp.Checkpoint), logKey, o.origin, lp.Index, lp.Entry, lp.Proof)
+		_, err := auditlog.CheckEntryProof([]byte(lp.Checkpoint), logKey, c.origin, lp.Index, lp.Entry, lp.Proof)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if o.json {
+	if c.json {
 		return printJSON(e.stdout, st)
 	}
 	w := p.Witnessed
@@ -136,14 +129,14 @@ func runAttestVerify(ctx context.Context, e *env, opts any, args []string) error
 // verifyArtifactStatement checks a build provenance or release
 // attestation whose signature already verified: its predicate, and with
 // --artifact that the file is one of its subjects.
-func verifyArtifactStatement(e *env, envBytes []byte, pub *ecdsa.PublicKey, st *attest.Statement, o *attestVerifyOpts) error {
+func (c *attestVerifyCommand) verifyArtifactStatement(e *env, envBytes []byte, pub *ecdsa.PublicKey, st *attest.Statement) error {
 	out := e.stdout
-	if o.json {
+	if c.json {
 		out = io.Discard
 	}
 	switch st.PredicateType {
 	case attest.PredicateSLSAProvenance:
-		_, p, err := attest.VerifyProvenance(envBytes, pub, cmp.Or(o.builderID, builderOf(envBytes)))
+		_, p, err := attest.VerifyProvenance(envBytes, pub, cmp.Or(c.builderID, builderOf(envBytes)))
 		if err != nil {
 			return err
 		}
@@ -156,8 +149,8 @@ func verifyArtifactStatement(e *env, envBytes []byte, pub *ecdsa.PublicKey, st *
 	default:
 		return fmt.Errorf("attestation of predicate type %q: not one writ makes for artifacts", st.PredicateType)
 	}
-	if o.artifact != "" {
-		f, err := os.Open(o.artifact)
+	if c.artifact != "" {
+		f, err := os.Open(c.artifact)
 		if err != nil {
 			return err
 		}
@@ -168,11 +161,11 @@ func verifyArtifactStatement(e *env, envBytes []byte, pub *ecdsa.PublicKey, st *
 		}
 		sum := hex.EncodeToString(h.Sum(nil))
 		if !st.HasSubject("sha256", sum) {
-			return fmt.Errorf("%s (sha256:%s) is not a subject of this attestation", o.artifact, sum)
+			return fmt.Errorf("%s (sha256:%s) is not a subject of this attestation", c.artifact, sum)
 		}
-		fmt.Fprintf(out, "subject %s sha256:%s\n", o.artifact, sum)
+		fmt.Fprintf(out, "subject %s sha256:%s\n", c.artifact, sum)
 	}
-	if o.json {
+	if c.json {
 		return printJSON(e.stdout, st)
 	}
 	for _, s := range st.Subject {

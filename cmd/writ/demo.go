@@ -24,20 +24,18 @@ import (
 	"github.com/writ-dev/writ/trigger"
 )
 
-func init() {
-	register(&command{
-		name: "demo", summary: "run writ's main path end to end on an in-process server in a temporary directory",
-		example: "go run ./cmd/writ demo",
-		flags: func(fs *flag.FlagSet) any {
-			return fs.Bool("keep", false, "keep the temporary directory and print its path")
-		},
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			if len(args) > 0 {
-				return usagef("demo takes no arguments")
-			}
-			return runDemo(ctx, e, *opts.(*bool))
-		},
-	})
+// demoCommand is `writ demo`: the scripted walk below.
+type demoCommand struct{ keep bool }
+
+func (c *demoCommand) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory and print its path")
+}
+
+func (c *demoCommand) Run(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("demo takes no arguments")
+	}
+	return runDemo(ctx, e, c.keep)
 }
 
 // demo is a scripted walk through the foundation: every step checks what it

@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/exec"
 	"time"
 
 	"github.com/writ-dev/writ"
@@ -15,31 +11,18 @@ import (
 	"github.com/writ-dev/writ/hook"
 )
 
-func init() {
-	for _, agent := range []string{hook.ClaudeCode, hook.Codex, hook.Copilot} {
-		ex := map[string]string{
-			hook.ClaudeCode: `.claude/settings.json: {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "writ hook claude-code"}]}],
-                        "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "writ hook claude-code"}]}]}}`,
-			hook.Codex:   `~/.codex/hooks.json: {"PreToolUse": [{"hooks": [{"type": "command", "command": "writ hook codex"}]}]}`,
-			hook.Copilot: `.github/hooks/writ.json: {"version": 1, "hooks": {"preToolUse": [{"type": "command", "bash": "writ hook copilot"}]}}`,
-		}[agent]
-		register(&command{
-			name: "hook " + agent, summary: "answer " + agent + "'s tool-call hook from writ's policy (reads the hook JSON on stdin; WRIT_RUN_DIR names the run)",
-			example: ex,
-			run: func(ctx context.Context, e *env, _ any, args []string) error {
-				if len(args) > 0 {
-					return usagef("hook %s takes no arguments; it reads the hook JSON on stdin", agent)
-				}
-				return runHook(ctx, e, agent)
-			},
-		})
+// hookCommand is `writ hook AGENT`: agent is hook.ClaudeCode, hook.Codex
+// or hook.Copilot.
+type hookCommand struct {
+	noFlags
+	agent string
+}
+
+func (c *hookCommand) Run(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 {
+		return usagef("hook %s takes no arguments; it reads the hook JSON on stdin", c.agent)
 	}
-	register(&command{
-		name: "exec", args: "--tool NAME -- CMD…", summary: "ask policy about exec:NAME, run CMD if allowed, record its outcome (exit 3 denied, 4 approval pending)",
-		example: "writ exec --tool test -- go test ./...",
-		flags:   func(fs *flag.FlagSet) any { return fs.String("tool", "", "the tool name: CMD runs as exec:NAME") },
-		run:     runExec,
-	})
+	return runHook(ctx, e, c.agent)
 }
 
 // runHook answers one hook call. It fails closed in each agent's
@@ -108,71 +91,4 @@ func (d hookDecider) Outcome(ctx context.Context, via, callRef string, exitCode 
 		return nil
 	}
 	return err
-}
-
-// runExec decides exec:NAME as the run in WRIT_RUN_DIR (or a human's dry
-// run is not possible here: exec acts), runs CMD with the caller's stdio,
-// and records the outcome. CMD's exit status is the command's.
-func runExec(ctx context.Context, e *env, opts any, args []string) error {
-	name := *opts.(*string)
-	if name == "" || len(args) == 0 {
-		return usagef("exec needs --tool NAME and a command after --")
-	}
-	dir := e.getenv("WRIT_RUN_DIR")
-	if dir == "" {
-		return errors.New("WRIT_RUN_DIR is not set: writ exec acts as a run")
-	}
-	c, _, err := runClient(e, dir)
-	if err != nil {
-		return err
-	}
-	dec, err := c.Decide(ctx, &client.DecideRequest{Action: writ.Action{Kind: writ.ActionTool, Name: "exec:" + name,
-		Args: argsJSON(args)}, Via: "exec"})
-	if err != nil {
-		return err
-	}
-	switch dec.Decision {
-	case writ.VerdictDeny:
-		printDecision(e.stderr, dec)
-		return exitCode(exitDenied)
-	case writ.VerdictApprovalRequired:
-		printDecision(e.stderr, dec)
-		return exitCode(exitApproval)
-	}
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
-	if cmd.Stdin == nil {
-		cmd.Stdin = os.Stdin
-	}
-	start := time.Now()
-	runErr := cmd.Run()
-	dur := time.Since(start)
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(runErr, &ee):
-		code = ee.ExitCode()
-	case runErr != nil:
-		code = 127
-	}
-	o := &client.Outcome{ExitCode: &code, DurationMS: dur.Milliseconds()}
-	if runErr != nil && ee == nil {
-		o.Error = runErr.Error()
-	}
-	if err := c.ReportOutcome(ctx, dec.ID, o); err != nil {
-		fmt.Fprintf(e.stderr, "writ exec: the outcome was not recorded: %v\n", err)
-	}
-	if runErr != nil && ee == nil {
-		return fmt.Errorf("run %s: %w", args[0], runErr)
-	}
-	if code != 0 {
-		return exitCode(code)
-	}
-	return nil
-}
-
-// argsJSON records a command line as the action's arguments.
-func argsJSON(args []string) []byte {
-	b, _ := json.Marshal(map[string][]string{"argv": args})
-	return b
 }

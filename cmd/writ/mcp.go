@@ -17,70 +17,24 @@ import (
 	"github.com/writ-dev/writ/mcpgw"
 )
 
-type mcpProxyOpts struct {
+// mcpProxyCommand is `writ mcp proxy`: an agent's stdio MCP connection
+// relayed to writ's gateway.
+type mcpProxyCommand struct {
 	server, tokenFile, url string
 }
 
-type mcpAcceptOpts struct{ json bool }
-
-func init() {
-	register(&command{
-		name: "mcp proxy", summary: "relay an agent's stdio MCP connection to writ's gateway at /mcp/NAME with the run's token",
-		example: "writ mcp proxy --server everything   # in an agent's MCP config: {\"command\": \"writ\", \"args\": [\"mcp\", \"proxy\", \"--server\", \"everything\"]}",
-		flags: func(fs *flag.FlagSet) any {
-			o := &mcpProxyOpts{}
-			fs.StringVar(&o.server, "server", "", "the MCP server's name in writ's config")
-			fs.StringVar(&o.tokenFile, "token-file", "", "read the run's MCP token from this file, again for every request (default $WRIT_RUN_DIR/mcp-NAME.token, then WRIT_MCP_TOKEN, then one minted with the run's DPoP key)")
-			fs.StringVar(&o.url, "url", "", "writ's URL (default WRIT_URL, then $WRIT_RUN_DIR/url)")
-			return o
-		},
-		run: runMCPProxy,
-	})
-	register(&command{
-		name: "mcp accept", args: "NAME", summary: "accept the tool descriptors an MCP server presents now and lift its quarantine (admins)",
-		example: "writ mcp accept everything",
-		flags: func(fs *flag.FlagSet) any {
-			o := &mcpAcceptOpts{}
-			fs.BoolVar(&o.json, "json", false, "print JSON")
-			return o
-		},
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			o := opts.(*mcpAcceptOpts)
-			if len(args) != 1 {
-				return usagef("mcp accept takes the server's name")
-			}
-			c, err := newClient(e)
-			if err != nil {
-				return err
-			}
-			out, err := c.AcceptMCP(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return printJSON(e.stdout, out)
-			}
-			names := make([]string, 0, len(out.Tools))
-			for n := range out.Tools {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			fmt.Fprintf(e.stdout, "accepted %d tools of %s:\n", len(names), out.Server)
-			for _, n := range names {
-				fmt.Fprintf(e.stdout, "  %s: %q\n", n, out.Tools[n])
-			}
-			return nil
-		},
-	})
+func (c *mcpProxyCommand) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", "", "the MCP server's name in writ's config")
+	fs.StringVar(&c.tokenFile, "token-file", "", "read the run's MCP token from this file, again for every request (default $WRIT_RUN_DIR/mcp-NAME.token, then WRIT_MCP_TOKEN, then one minted with the run's DPoP key)")
+	fs.StringVar(&c.url, "url", "", "writ's URL (default WRIT_URL, then $WRIT_RUN_DIR/url)")
 }
 
-func runMCPProxy(ctx context.Context, e *env, opts any, args []string) error {
-	o := opts.(*mcpProxyOpts)
-	if o.server == "" || len(args) > 0 {
+func (c *mcpProxyCommand) Run(ctx context.Context, e *env, args []string) error {
+	if c.server == "" || len(args) > 0 {
 		return usagef("mcp proxy needs --server NAME and takes no arguments")
 	}
 	dir := e.getenv("WRIT_RUN_DIR")
-	base := o.url
+	base := c.url
 	if base == "" {
 		base = e.getenv("WRIT_URL")
 	}
@@ -93,9 +47,9 @@ func runMCPProxy(ctx context.Context, e *env, opts any, args []string) error {
 		return usagef("mcp proxy needs writ's URL: --url, WRIT_URL or WRIT_RUN_DIR")
 	}
 	base = strings.TrimSuffix(base, "/")
-	tokenFile := o.tokenFile
+	tokenFile := c.tokenFile
 	if tokenFile == "" && dir != "" {
-		if p := filepath.Join(dir, "mcp-"+o.server+".token"); fileExists(p) {
+		if p := filepath.Join(dir, "mcp-"+c.server+".token"); fileExists(p) {
 			tokenFile = p
 		}
 	}
@@ -117,18 +71,53 @@ func runMCPProxy(ctx context.Context, e *env, opts any, args []string) error {
 		t := e.getenv("WRIT_MCP_TOKEN")
 		token = func(context.Context) (string, error) { return t, nil }
 	case dir != "" && fileExists(filepath.Join(dir, "dpop.key")):
-		c, id, err := runClient(e, dir)
+		cl, id, err := runClient(e, dir)
 		if err != nil {
 			return err
 		}
-		token = mintedToken(c, id, base+"/mcp/"+o.server)
+		token = mintedToken(cl, id, base+"/mcp/"+c.server)
 	default:
-		return errors.New("mcp proxy has no run token: set --token-file, WRIT_MCP_TOKEN, or WRIT_RUN_DIR (with mcp-" + o.server + ".token or the run's DPoP key)")
+		return errors.New("mcp proxy has no run token: set --token-file, WRIT_MCP_TOKEN, or WRIT_RUN_DIR (with mcp-" + c.server + ".token or the run's DPoP key)")
 	}
 	if e.stdin == nil {
 		return usagef("mcp proxy relays stdin; there is none")
 	}
-	return mcpgw.Relay(ctx, mcpgw.RelayConfig{URL: base + "/mcp/" + o.server, Token: token, In: e.stdin, Out: e.stdout})
+	return mcpgw.Relay(ctx, mcpgw.RelayConfig{URL: base + "/mcp/" + c.server, Token: token, In: e.stdin, Out: e.stdout})
+}
+
+// mcpAcceptCommand is `writ mcp accept NAME`: an MCP server's tools as it
+// presents them now, accepted.
+type mcpAcceptCommand struct{ json bool }
+
+func (c *mcpAcceptCommand) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+}
+
+func (c *mcpAcceptCommand) Run(ctx context.Context, e *env, args []string) error {
+	if len(args) != 1 {
+		return usagef("mcp accept takes the server's name")
+	}
+	cl, err := newClient(e)
+	if err != nil {
+		return err
+	}
+	out, err := cl.AcceptMCP(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(e.stdout, out)
+	}
+	names := make([]string, 0, len(out.Tools))
+	for n := range out.Tools {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(e.stdout, "accepted %d tools of %s:\n", len(names), out.Server)
+	for _, n := range names {
+		fmt.Fprintf(e.stdout, "  %s: %q\n", n, out.Tools[n])
+	}
+	return nil
 }
 
 // mintedToken mints MCP tokens with the run's DPoP-bound client, one at a

@@ -49,9 +49,7 @@ func TestReadmeDocsCommandsParse(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("writ "+cmd.name, flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			if cmd.flags != nil {
-				cmd.flags(fs)
-			}
+			cmd.new().Flags(fs)
 			if _, err := parseInterleaved(fs, rest); err != nil && !errors.Is(err, flag.ErrHelp) {
 				t.Errorf("%s:%d: `writ %s`: %v", doc, inv.line, strings.Join(inv.args, " "), err)
 			}

@@ -3,332 +3,219 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strings"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
-	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/launch"
 	"github.com/writ-dev/writ/token"
 )
 
-type runStartOpts struct {
-	trigger, runDir, delegateFrom, request string
-	json                                   bool
+// sandboxFlag is --sandbox: on by default where Landlock can enforce it;
+// set explicitly to true where it cannot, the launcher refuses to start.
+type sandboxFlag struct {
+	on, set bool
 }
 
-type runListOpts struct {
-	state, agent string
-	limit        int
-	json         bool
-}
-
-type runVerbOpts struct {
-	reason string
-	json   bool
-}
-
-func init() {
-	register(&command{
-		name: "run start", summary: "start a run from a signed trigger (the trigger is the credential)",
-		example: "writ run start --trigger t.signed.json\nwrit run start --trigger t.signed.json --json | jq -r .id",
-		flags: func(fs *flag.FlagSet) any {
-			o := &runStartOpts{}
-			fs.StringVar(&o.trigger, "trigger", "", "signed trigger file (DSSE envelope or payload+sshsig JSON); - for stdin")
-			fs.StringVar(&o.runDir, "run-dir", "", "where to keep the run's token and DPoP key (default $XDG_STATE_HOME/writ/runs/RUN)")
-			fs.BoolVar(&o.json, "json", false, "print the whole run as JSON (without its token)")
-			fs.StringVar(&o.delegateFrom, "delegate-from", "", "start a child of this run instead (WRIT_RUN_DIR holds its credentials); with --request FILE")
-			fs.StringVar(&o.request, "request", "", "with --delegate-from: the child's agent, profile, scope, task (JSON); see writ run delegate")
-			return o
-		},
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			o := opts.(*runStartOpts)
-			if o.delegateFrom != "" {
-				if o.trigger != "" || o.request == "" || len(args) > 0 {
-					return usagef("run start --delegate-from RUN needs --request FILE, and no --trigger")
-				}
-				return runDelegate(ctx, e, &delegateOpts{request: o.request, runDir: o.runDir, asJSON: o.json}, []string{o.delegateFrom})
-			}
-			if o.trigger == "" || len(args) > 0 {
-				return usagef("run start needs --trigger FILE (or --delegate-from RUN) and no arguments")
-			}
-			body, err := readInput(o.trigger)
-			if err != nil {
-				return err
-			}
-			c, err := newClient(e)
-			if err != nil {
-				return err
-			}
-			// A key per run: the run's first token is bound to it (DPoP),
-			// so the token alone is useless to whoever copies it.
-			key, err := token.NewDPoPKey()
-			if err != nil {
-				return err
-			}
-			run, err := c.StartRun(ctx, body, key)
-			if err != nil {
-				return err
-			}
-			dir, err := saveRunDir(e, o.runDir, c.BaseURL(), run, key)
-			if err != nil {
-				return fmt.Errorf("run %s started, but its credentials could not be saved: %w", run.ID, err)
-			}
-			if o.json {
-				run.Token = ""
-				return printJSON(e.stdout, run)
-			}
-			fmt.Fprintf(e.stdout, "run %s started\nidentity %s\ndeadline %s\ncredentials %s (DPoP-bound token, key 0600)\n", run.ID, run.SPIFFEID, run.Deadline.Format(time.RFC3339), dir)
-			fmt.Fprintf(e.stdout, "export WRIT_RUN=%s WRIT_RUN_DIR=%s\n", run.ID, dir)
-			return nil
-		},
-	})
-	register(&command{
-		name: "run list", summary: "list runs, newest first",
-		example: "writ run list --state active",
-		flags: func(fs *flag.FlagSet) any {
-			o := &runListOpts{}
-			fs.StringVar(&o.state, "state", "", "only runs in this state (active, suspended, ended, killed, expired)")
-			fs.StringVar(&o.agent, "agent", "", "only runs of this agent")
-			fs.IntVar(&o.limit, "limit", 0, "at most this many runs (default 100)")
-			fs.BoolVar(&o.json, "json", false, "print JSON")
-			return o
-		},
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			o := opts.(*runListOpts)
-			if len(args) > 0 {
-				return usagef("run list takes no arguments")
-			}
-			c, err := clientFor(e)
-			if err != nil {
-				return err
-			}
-			runs, err := c.ListRuns(ctx, writ.RunFilter{State: writ.RunState(o.state), Agent: o.agent, Limit: o.limit})
-			if err != nil {
-				return err
-			}
-			if o.json {
-				return printJSON(e.stdout, runs)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tAGENT\tPROFILE\tSTATE\tTICKET\tDEADLINE")
-			for _, r := range runs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s:%s\t%s\n", r.ID, r.Agent, r.Profile, r.State, r.Ticket.System, r.Ticket.ID, r.Deadline.Format(time.RFC3339))
-			}
-			return tw.Flush()
-		},
-	})
-	register(&command{
-		name: "run show", args: "RUN", summary: "show one run",
-		example: "writ run show 01jd3v4k5m6n7p8q9r0s1t2v3w",
-		flags: func(fs *flag.FlagSet) any {
-			return fs.Bool("json", false, "print JSON")
-		},
-		run: func(ctx context.Context, e *env, opts any, args []string) error {
-			if len(args) != 1 {
-				return usagef("run show takes one run id")
-			}
-			c, err := clientFor(e)
-			if err != nil {
-				return err
-			}
-			run, err := c.GetRun(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if *opts.(*bool) {
-				return printJSON(e.stdout, run)
-			}
-			printRun(e.stdout, run)
-			return nil
-		},
-	})
-	verbs := map[string]string{
-		"end":     "end a run; its credentials die with it",
-		"kill":    "kill a run (admins)",
-		"suspend": "suspend a run: its tokens are refused until a human resumes it",
-		"resume":  "resume a suspended run (admins)",
+func (f *sandboxFlag) String() string   { return strconv.FormatBool(f.on) }
+func (f *sandboxFlag) IsBoolFlag() bool { return true }
+func (f *sandboxFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
 	}
-	for _, verb := range []string{"end", "kill", "suspend", "resume"} {
-		register(&command{
-			name: "run " + verb, args: "RUN", summary: verbs[verb],
-			example: fmt.Sprintf("writ run %s 01jd3v4k5m6n7p8q9r0s1t2v3w --reason \"ticket closed\"", verb),
-			flags: func(fs *flag.FlagSet) any {
-				o := &runVerbOpts{}
-				fs.StringVar(&o.reason, "reason", "", "why; recorded in the audit event")
-				fs.BoolVar(&o.json, "json", false, "print the run as JSON")
-				return o
-			},
-			run: func(ctx context.Context, e *env, opts any, args []string) error {
-				o := opts.(*runVerbOpts)
-				if len(args) != 1 {
-					return usagef("run %s takes one run id", verb)
-				}
-				c, err := clientFor(e)
-				if err != nil {
-					return err
-				}
-				run, err := c.Transition(ctx, args[0], verb, o.reason)
-				if err != nil {
-					return err
-				}
-				if o.json {
-					return printJSON(e.stdout, run)
-				}
-				fmt.Fprintf(e.stdout, "run %s is %s\n", run.ID, run.State)
-				return nil
-			},
-		})
-	}
+	f.on, f.set = v, true
+	return nil
 }
 
-func printRun(w io.Writer, r *client.Run) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	row("run", string(r.ID))
-	row("identity", r.SPIFFEID)
-	row("state", string(r.State))
-	row("agent", r.Agent)
-	row("profile", r.Profile)
-	row("ticket", r.Ticket.System+":"+r.Ticket.ID)
-	row("issuer", r.Issuer+" ("+r.SignerKey+")")
-	row("trigger", r.TriggerID+" "+r.TriggerDigest)
-	row("created", r.CreatedAt.Format(time.RFC3339))
-	row("deadline", r.Deadline.Format(time.RFC3339))
-	if !r.EndedAt.IsZero() {
-		row("ended", r.EndedAt.Format(time.RFC3339)+" ("+r.EndReason+")")
+// runCommand is `writ run -- CMD`: the launcher, which starts a run (from
+// a signed trigger, or a child of a run) and runs the agent under it.
+type runCommand struct {
+	trigger, delegateFrom, request, workspace string
+	sandbox                                   sandboxFlag
+	explain                                   bool
+	grace                                     time.Duration
+	ro                                        listFlag
+}
+
+func (c *runCommand) Flags(fs *flag.FlagSet) {
+	c.sandbox.on = launch.ABI() >= launch.MinABI
+	fs.StringVar(&c.trigger, "trigger", "", "signed trigger file (the run's credential); - for stdin")
+	fs.StringVar(&c.delegateFrom, "delegate-from", "", "start a child of this run instead (WRIT_RUN_DIR holds its launcher's credentials), with --request FILE")
+	fs.StringVar(&c.request, "request", "", "with --delegate-from: the child's agent, profile, scope and task (JSON, as writ run delegate)")
+	fs.StringVar(&c.workspace, "workspace", "", "CMD's working directory, the only one it may write (default: the current directory)")
+	fs.Var(&c.sandbox, "sandbox", "run CMD in the Landlock sandbox (default: on where the kernel supports it)")
+	fs.BoolVar(&c.explain, "explain-sandbox", false, "print what the sandbox enforces and what it does not, and exit")
+	fs.DurationVar(&c.grace, "grace", 10*time.Second, "time between SIGTERM and SIGKILL when the watchdog stops CMD")
+	fs.Var(&c.ro, "ro", "another directory CMD may read (repeatable), such as a toolchain outside /usr")
+}
+
+func (c *runCommand) Run(ctx context.Context, e *env, args []string) error {
+	if c.explain {
+		return c.explainSandbox(e)
 	}
-	for _, repo := range r.Scope.Repos {
-		mode := "read"
-		if repo.Write {
-			mode = "write"
+	if len(args) == 0 {
+		return usagef("run needs a command after --: writ run --trigger F -- CMD…")
+	}
+	if (c.trigger == "") == (c.delegateFrom == "") {
+		return usagef("run needs exactly one of --trigger FILE and --delegate-from RUN")
+	}
+	if c.delegateFrom != "" && c.request == "" {
+		return usagef("run --delegate-from RUN needs --request FILE")
+	}
+	if c.sandbox.set && c.sandbox.on && launch.ABI() < launch.MinABI {
+		fmt.Fprintf(e.stderr, "writ run: error: --sandbox=true, but this kernel's Landlock ABI is %d (writ needs %d); nothing was started\n", launch.ABI(), launch.MinABI)
+		return exitCode(launch.ExitSandbox)
+	}
+	var start startFunc
+	var base string
+	var err error
+	if c.trigger != "" {
+		start, base, err = c.startFromTrigger(e)
+	} else {
+		start, base, err = c.startChild(e)
+	}
+	if err != nil {
+		return err
+	}
+	status, err := launch.Run(ctx, launch.Config{
+		Start: start, URL: base, Workspace: c.workspace, Sandbox: c.sandbox.on, ExtraRO: c.ro, Self: selfPath(),
+		Argv: args, Env: os.Environ(), Grace: c.grace,
+		Stdin: e.stdin, Stdout: e.stdout, Stderr: e.stderr, Log: e.stderr,
+	})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "writ run: error: %v\n", err)
+		var le *launch.Error
+		if errors.As(err, &le) {
+			return exitCode(le.Code)
 		}
-		row("repo", fmt.Sprintf("%s@%s %s %v", repo.Name, repo.Base, mode, repo.Paths))
+		return exitCode(launch.ExitLauncher)
 	}
-	row("tools", fmt.Sprint(r.Scope.Tools))
-	if len(r.Scope.Hosts) > 0 {
-		row("hosts", fmt.Sprint(r.Scope.Hosts))
+	if status != 0 {
+		return exitCode(status)
 	}
-	row("scope", r.ScopeDigest)
-	tw.Flush()
+	return nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// readInput reads a file, or stdin for "-".
-func readInput(path string) ([]byte, error) {
-	if path == "-" {
-		return io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
+// explainSandbox is --explain-sandbox: what the sandbox would enforce.
+func (c *runCommand) explainSandbox(e *env) error {
+	base := e.getenv("WRIT_URL")
+	if base == "" {
+		if cl, err := newClient(e); err == nil {
+			base = cl.BaseURL()
+		}
 	}
-	return os.ReadFile(path)
+	if base == "" {
+		base = "http://127.0.0.1:7300"
+	}
+	p, err := launch.ExplainPlan(c.workspace, selfPath(), base, c.ro, nil)
+	if err != nil {
+		return err
+	}
+	launch.Explain(e.stdout, p)
+	return nil
 }
 
-// saveRunDir keeps a run's credentials where the commands acting as the
-// run find them: token and dpop.key (0600), url and run id.
-func saveRunDir(e *env, dir, baseURL string, run *client.Run, key *ecdsa.PrivateKey) (string, error) {
+// startFunc starts the launcher's run: its first token, bound to key.
+type startFunc = func(ctx context.Context) (*client.Run, *ecdsa.PrivateKey, error)
+
+// launcherFailed reports an error of the launcher before CMD started.
+func launcherFailed(e *env, err error) error {
+	fmt.Fprintf(e.stderr, "writ run: error: %v\n", err)
+	return exitCode(launch.ExitLauncher)
+}
+
+// startFromTrigger starts a run from the signed trigger of --trigger; it
+// returns how, and writ's URL.
+func (c *runCommand) startFromTrigger(e *env) (startFunc, string, error) {
+	body, err := readInput(c.trigger)
+	if err != nil {
+		return nil, "", launcherFailed(e, err)
+	}
+	cl, err := newClient(e)
+	if err != nil {
+		return nil, "", launcherFailed(e, err)
+	}
+	start := func(ctx context.Context) (*client.Run, *ecdsa.PrivateKey, error) {
+		key, err := token.NewDPoPKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		run, err := cl.StartRun(ctx, body, key)
+		return run, key, err
+	}
+	return start, cl.BaseURL(), nil
+}
+
+// startChild starts a child of --delegate-from, the run whose launcher's
+// credentials are in WRIT_RUN_DIR, as --request asks; it returns how, and
+// writ's URL.
+func (c *runCommand) startChild(e *env) (startFunc, string, error) {
+	dir := e.getenv("WRIT_RUN_DIR")
 	if dir == "" {
-		state := e.getenv("XDG_STATE_HOME")
-		if state == "" {
-			home := e.getenv("HOME")
-			if home == "" {
-				return "", fmt.Errorf("set --run-dir, XDG_STATE_HOME or HOME")
+		return nil, "", usagef("run --delegate-from acts as the parent run: set WRIT_RUN_DIR to its launcher's credentials (with dpop.key)")
+	}
+	pc, parent, err := runClient(e, dir)
+	if err != nil {
+		return nil, "", launcherFailed(e, err)
+	}
+	if parent != c.delegateFrom {
+		fmt.Fprintf(e.stderr, "writ run: error: WRIT_RUN_DIR holds run %s's credentials, not %s's\n", parent, c.delegateFrom)
+		return nil, "", exitCode(launch.ExitLauncher)
+	}
+	start := func(ctx context.Context) (*client.Run, *ecdsa.PrivateKey, error) {
+		data, err := readInput(c.request)
+		if err != nil {
+			return nil, nil, err
+		}
+		req := &client.DelegateRequest{}
+		if err := json.Unmarshal(data, req); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", c.request, err)
+		}
+		key, err := token.NewDPoPKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		if req.DPoPJKT, err = token.Thumbprint(&key.PublicKey); err != nil {
+			return nil, nil, err
+		}
+		d, err := pc.Delegate(ctx, parent, req)
+		if err != nil {
+			return nil, nil, err
+		}
+		run := &client.Run{Run: d.Run.Run, SPIFFEID: d.Run.SPIFFEID, Token: d.AccessToken, TokenType: d.TokenType,
+			TokenExpiresAt: time.Now().Add(time.Duration(d.ExpiresIn) * time.Second)}
+		return run, key, nil
+	}
+	return start, pc.BaseURL(), nil
+}
+
+// selfPath is the writ binary by an absolute path CMD can run: the "writ"
+// on PATH when it is this very executable (a test harness's link), else
+// the executable.
+func selfPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	if filepath.Base(exe) == "writ" {
+		return exe
+	}
+	if p, err := exec.LookPath("writ"); err == nil {
+		a, e1 := os.Stat(p)
+		b, e2 := os.Stat(exe)
+		if e1 == nil && e2 == nil && os.SameFile(a, b) {
+			if abs, err := filepath.Abs(p); err == nil {
+				return abs
 			}
-			state = filepath.Join(home, ".local", "state")
-		}
-		dir = filepath.Join(state, "writ", "runs", string(run.ID))
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return "", err
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"dpop.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})},
-		{"token", []byte(run.Token + "\n")},
-		{"url", []byte(baseURL + "\n")},
-		{"run", []byte(string(run.ID) + "\n")},
-	}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
-			return "", err
 		}
 	}
-	return dir, nil
-}
-
-// runClient is a client acting as the run whose credentials are in dir
-// (WRIT_RUN_DIR): its bound token and DPoP key.
-func runClient(e *env, dir string) (*client.Client, string, error) {
-	read := func(name string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		return strings.TrimSpace(string(b)), err
-	}
-	id, err := read("run")
-	if err != nil {
-		return nil, "", fmt.Errorf("run credentials in %s: %w", dir, err)
-	}
-	tok, err := read("token")
-	if err != nil {
-		return nil, "", err
-	}
-	u, err := read("url")
-	if err != nil {
-		return nil, "", err
-	}
-	if v := e.getenv("WRIT_URL"); v != "" {
-		u = v
-	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, "dpop.key"))
-	if errors.Is(err, fs.ErrNotExist) {
-		// Beside an agent the launcher keeps only an unbound short-lived
-		// token here; its DPoP key stays with the launcher.
-		return client.New(u, tok), id, nil
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	b, _ := pem.Decode(keyPEM)
-	if b == nil {
-		return nil, "", fmt.Errorf("%s/dpop.key is not PEM", dir)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, "", err
-	}
-	ek, ok := k.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, "", fmt.Errorf("%s/dpop.key is not an ECDSA key", dir)
-	}
-	return client.NewRun(u, tok, ek), id, nil
-}
-
-// clientFor returns a human's client, or — when no human token is set and
-// WRIT_RUN_DIR names a run's credentials — that run's own client.
-func clientFor(e *env) (*client.Client, error) {
-	if e.getenv("WRIT_TOKEN") == "" {
-		if dir := e.getenv("WRIT_RUN_DIR"); dir != "" {
-			c, _, err := runClient(e, dir)
-			return c, err
-		}
-	}
-	return newClient(e)
+	return exe
 }
