@@ -3,42 +3,15 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // ApprovalView is an approval as an approver is shown it.
-type ApprovalView struct {
-	writ.ApprovalRequest
-	RunInfo *struct {
-		ID            writ.RunID    `json:"id"`
-		Agent         string        `json:"agent"`
-		Profile       string        `json:"profile"`
-		Issuer        string        `json:"issuer"`
-		Ticket        writ.Ticket   `json:"ticket"`
-		State         writ.RunState `json:"state"`
-		Deadline      time.Time     `json:"deadline"`
-		Scope         writ.Scope    `json:"scope"`
-		TriggerDigest string        `json:"triggerDigest"`
-	} `json:"runInfo,omitempty"`
-	Risk struct {
-		Profile        string   `json:"profile"`
-		Environment    string   `json:"environment,omitempty"`
-		Sensitive      bool     `json:"sensitiveEnvironment"`
-		Secret         string   `json:"secret,omitempty"`
-		ProtectedPaths []string `json:"protectedPaths,omitempty"`
-		Reasons        []string `json:"reasons"`
-	} `json:"risk"`
-	Action         *writ.Action `json:"action,omitempty"`
-	WrittenByAgent *struct {
-		Note string          `json:"note"`
-		Args json.RawMessage `json:"args,omitempty"`
-	} `json:"writtenByAgent,omitempty"`
-}
+type ApprovalView = api.ApprovalView
 
 // ListApprovals lists approvals, newest first.
 func (c *Client) ListApprovals(ctx context.Context, f writ.ApprovalFilter) ([]writ.ApprovalRequest, error) {
@@ -49,15 +22,22 @@ func (c *Client) ListApprovals(ctx context.Context, f writ.ApprovalFilter) ([]wr
 	if f.Run != "" {
 		q.Set("run", string(f.Run))
 	}
-	var out struct {
-		Approvals []writ.ApprovalRequest `json:"approvals"`
-	}
+	var out api.ApprovalList
 	path := "/v1/approvals"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
-	return out.Approvals, err
+	var as []writ.ApprovalRequest
+	if out.Approvals != nil {
+		as = make([]writ.ApprovalRequest, 0, len(out.Approvals))
+	}
+	for _, a := range out.Approvals {
+		if a != nil {
+			as = append(as, *a)
+		}
+	}
+	return as, err
 }
 
 // GetApproval returns what an approver is shown of approval id.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/token"
 )
 
@@ -52,15 +53,23 @@ func (c *Client) String() string { return "client.Client{" + c.base + "}" }
 // BaseURL is the server URL the client talks to.
 func (c *Client) BaseURL() string { return c.base }
 
-// Run is a run as the API returns it.
-type Run struct {
-	writ.Run
-	SPIFFEID string `json:"spiffeId"`
-	// Token is the run's first API token, set only by StartRun.
-	Token          string    `json:"token,omitempty"`
-	TokenType      string    `json:"tokenType,omitempty"`
-	TokenExpiresAt time.Time `json:"tokenExpiresAt,omitzero"`
+// WithHTTPClient returns a copy of c that sends its requests with hc: a
+// transport with the server's CA, a proxy, a recorder in a test. Build
+// keeps its own longer timeout.
+func (c *Client) WithHTTPClient(hc *http.Client) *Client {
+	cc := *c
+	cc.http = hc
+	return &cc
 }
+
+// Run is a run as the API returns it, with its SPIFFE ID. The token
+// fields are set only by StartRun (the run's first API token), or by a
+// caller that holds a token of the run from elsewhere (a delegation's
+// access token); GetRun, ListRuns and Transition leave them empty.
+type Run = api.StartedRun
+
+// runOf is the Run of a run view, without a token.
+func runOf(v *api.RunView) Run { return Run{Run: v.Run, SPIFFEID: v.SPIFFEID} }
 
 // StartRun posts a signed trigger (either wire form of DESIGN.md §4.1).
 // With a DPoP key, the run's first token is bound to it.
@@ -73,18 +82,13 @@ func (c *Client) StartRun(ctx context.Context, signed []byte, dpopKey *ecdsa.Pri
 }
 
 // MintedToken is a token minted for a run.
-type MintedToken struct {
-	Token     string    `json:"token"`
-	TokenType string    `json:"tokenType"`
-	Audience  string    `json:"audience"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
+type MintedToken = api.RunTokenResponse
 
 // MintToken asks for a token of the calling run for audience (empty: the
 // API); bind asks for a DPoP-bound API token (a refresh). Only a client
 // made by NewRun with the DPoP key may mint.
 func (c *Client) MintToken(ctx context.Context, runID, audience string, bind bool) (*MintedToken, error) {
-	body, _ := json.Marshal(map[string]any{"audience": audience, "bind": bind})
+	body, _ := json.Marshal(api.RunTokenRequest{Audience: audience, Bind: bind})
 	var t MintedToken
 	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(runID)+"/token", bytes.NewReader(body), &t)
 	return &t, err
@@ -93,17 +97,16 @@ func (c *Client) MintToken(ctx context.Context, runID, audience string, bind boo
 // RotateKey rotates one of the server's keys (admins) and returns the new
 // key id.
 func (c *Client) RotateKey(ctx context.Context, kind string) (string, error) {
-	var out struct {
-		KID string `json:"kid"`
-	}
+	var out api.RotateKeyResponse
 	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(kind)+"/rotate", nil, &out)
 	return out.KID, err
 }
 
 // GetRun returns one run.
 func (c *Client) GetRun(ctx context.Context, id string) (*Run, error) {
-	var run Run
-	err := c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil, &run)
+	var v api.RunView
+	err := c.do(ctx, http.MethodGet, "/v1/runs/"+url.PathEscape(id), nil, &v)
+	run := runOf(&v)
 	return &run, err
 }
 
@@ -119,15 +122,20 @@ func (c *Client) ListRuns(ctx context.Context, f writ.RunFilter) ([]Run, error) 
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var out struct {
-		Runs []Run `json:"runs"`
-	}
+	var out api.RunList
 	path := "/v1/runs"
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
-	return out.Runs, err
+	var runs []Run
+	if out.Runs != nil {
+		runs = make([]Run, 0, len(out.Runs))
+	}
+	for i := range out.Runs {
+		runs = append(runs, runOf(&out.Runs[i]))
+	}
+	return runs, err
 }
 
 // Transition posts end, kill, suspend or resume for a run.
@@ -137,31 +145,20 @@ func (c *Client) Transition(ctx context.Context, id, verb, reason string) (*Run,
 	default:
 		return nil, fmt.Errorf("client: unknown run verb %q", verb)
 	}
-	body, _ := json.Marshal(map[string]string{"reason": reason})
-	var run Run
-	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/"+verb, bytes.NewReader(body), &run)
+	body, _ := json.Marshal(api.TransitionRequest{Reason: reason})
+	var v api.RunView
+	err := c.do(ctx, http.MethodPost, "/v1/runs/"+url.PathEscape(id)+"/"+verb, bytes.NewReader(body), &v)
+	run := runOf(&v)
 	return &run, err
 }
 
 // Token is a newly created human API token.
-type Token struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	Human     string    `json:"human"`
-	ExpiresAt time.Time `json:"expiresAt"`
-}
+type Token = api.TokenResponse
 
 // CreateToken creates an API token for human (empty: the caller) valid for
 // ttl (zero: the server's default).
 func (c *Client) CreateToken(ctx context.Context, human string, ttl time.Duration) (*Token, error) {
-	req := map[string]string{}
-	if human != "" {
-		req["human"] = human
-	}
-	if ttl > 0 {
-		req["ttl"] = ttl.String()
-	}
-	body, _ := json.Marshal(req)
+	body, _ := json.Marshal(api.TokenRequest{Human: human, TTL: writ.Duration(max(ttl, 0))})
 	var tok Token
 	err := c.do(ctx, http.MethodPost, "/v1/tokens", bytes.NewReader(body), &tok)
 	return &tok, err
@@ -237,15 +234,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return err
 	}
 	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error struct {
-				Code     string   `json:"code"`
-				Message  string   `json:"message"`
-				Items    []string `json:"items"`
-				Decision string   `json:"decision"`
-				Approval string   `json:"approval"`
-			} `json:"error"`
-		}
+		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
 			return &writ.Error{Kind: kindOf(resp.StatusCode, ""), Code: "http_" + strconv.Itoa(resp.StatusCode),
 				Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
@@ -267,14 +256,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 }
 
 // AuditEntry is one audit log entry: Body holds the exact stored bytes.
-type AuditEntry struct {
-	Seq      int64      `json:"seq"`
-	ID       string     `json:"id"`
-	Type     string     `json:"type"`
-	Run      writ.RunID `json:"run,omitempty"`
-	Body     []byte     `json:"body"`
-	LeafHash string     `json:"leafHash,omitempty"`
-}
+type AuditEntry = api.AuditEntry
 
 // AuditCheckpoint returns the latest signed checkpoint note; wait > 0 first
 // waits (at most 10 s, server-side) until the log has that many entries.
@@ -290,19 +272,14 @@ func (c *Client) AuditCheckpoint(ctx context.Context, wait int64) ([]byte, error
 
 // AuditKey returns the log's public note verifier key.
 func (c *Client) AuditKey(ctx context.Context) (string, error) {
-	var out struct {
-		Key    string `json:"key"`
-		Origin string `json:"origin"`
-	}
+	var out api.AuditKey
 	err := c.do(ctx, http.MethodGet, "/v1/audit/key", nil, &out)
 	return out.Key, err
 }
 
 // AuditCheckpoints returns up to limit stored checkpoints, newest first.
 func (c *Client) AuditCheckpoints(ctx context.Context, limit int) ([]string, error) {
-	var out struct {
-		Checkpoints []string `json:"checkpoints"`
-	}
+	var out api.AuditCheckpoints
 	err := c.do(ctx, http.MethodGet, "/v1/audit/checkpoints?limit="+strconv.Itoa(limit), nil, &out)
 	return out.Checkpoints, err
 }
@@ -312,9 +289,7 @@ func (c *Client) AuditCheckpoints(ctx context.Context, limit int) ([]string, err
 func (c *Client) AuditEntries(ctx context.Context, start, end int64) ([]AuditEntry, error) {
 	var all []AuditEntry
 	for start < end {
-		var out struct {
-			Entries []AuditEntry `json:"entries"`
-		}
+		var out api.AuditEntries
 		q := fmt.Sprintf("/v1/audit/entries?start=%d&end=%d", start, end)
 		if err := c.do(ctx, http.MethodGet, q, nil, &out); err != nil {
 			return nil, err
@@ -329,18 +304,10 @@ func (c *Client) AuditEntries(ctx context.Context, start, end int64) ([]AuditEnt
 }
 
 // TraceEvent is one event of a run's trace.
-type TraceEvent struct {
-	Seq   int64           `json:"seq"`
-	ID    string          `json:"id"`
-	Type  string          `json:"type"`
-	Event json.RawMessage `json:"event"`
-}
+type TraceEvent = api.TraceEvent
 
 // Trace is a run and everything it did, in commit order.
-type Trace struct {
-	Run    Run          `json:"run"`
-	Events []TraceEvent `json:"events"`
-}
+type Trace = api.Trace
 
 // Trace returns a run's timeline.
 func (c *Client) Trace(ctx context.Context, run string) (*Trace, error) {

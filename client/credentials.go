@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // RequestCredential asks POST /v1/runs/{run}/credentials (a run, for
@@ -30,9 +31,7 @@ func (c *Client) ListLeases(ctx context.Context, run, state string) ([]*writ.Lea
 	if state != "" {
 		p += "?state=" + url.QueryEscape(state)
 	}
-	var out struct {
-		Leases []*writ.Lease `json:"leases"`
-	}
+	var out api.LeaseList
 	if err := c.do(ctx, "GET", p, nil, &out); err != nil {
 		return nil, err
 	}
@@ -60,13 +59,11 @@ func (c *Client) RevokeLease(ctx context.Context, id string) (*writ.Lease, error
 
 // PutSecret stores a static secret env/name (admins).
 func (c *Client) PutSecret(ctx context.Context, env, name string, value []byte) (int, error) {
-	body, err := json.Marshal(map[string]string{"value": string(value)})
+	body, err := json.Marshal(api.SecretPut{Value: string(value)})
 	if err != nil {
 		return 0, err
 	}
-	var out struct {
-		Version int `json:"version"`
-	}
+	var out api.SecretPutResponse
 	if err := c.do(ctx, "PUT", "/v1/secrets/"+url.PathEscape(env)+"/"+url.PathEscape(name), bytes.NewReader(body), &out); err != nil {
 		return 0, err
 	}
@@ -80,9 +77,7 @@ func (c *Client) DeleteSecret(ctx context.Context, env, name string) error {
 
 // ListSecrets lists the static secrets, names and versions only (admins).
 func (c *Client) ListSecrets(ctx context.Context) ([]*writ.Secret, error) {
-	var out struct {
-		Secrets []*writ.Secret `json:"secrets"`
-	}
+	var out api.SecretList
 	if err := c.do(ctx, "GET", "/v1/secrets", nil, &out); err != nil {
 		return nil, err
 	}

@@ -5,31 +5,15 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // DecideRequest asks the decision point about one action (DESIGN.md §4.4).
 // A run leaves Run empty; a human sets DryRun and Run.
-type DecideRequest struct {
-	Action  writ.Action `json:"action"`
-	Via     string      `json:"via,omitempty"`
-	CallRef string      `json:"callRef,omitempty"`
-	DryRun  bool        `json:"dryRun,omitempty"`
-	Run     string      `json:"run,omitempty"`
-}
+type DecideRequest = api.DecideRequest
 
 // Decision is the decision point's answer.
-type Decision struct {
-	ID           string            `json:"id"`
-	Decision     string            `json:"decision"`
-	Reasons      []writ.Reason     `json:"reasons"`
-	Approval     *writ.ApprovalRef `json:"approval,omitempty"`
-	Obligations  writ.Obligations  `json:"obligations"`
-	PolicyDigest string            `json:"policyDigest"`
-	InputDigest  string            `json:"inputDigest"`
-	RunState     writ.RunState     `json:"runState"`
-	DryRun       bool              `json:"dryRun,omitempty"`
-}
+type Decision = api.DecideResponse
 
 // Decide asks POST /v1/decide.
 func (c *Client) Decide(ctx context.Context, req *DecideRequest) (*Decision, error) {
@@ -45,13 +29,7 @@ func (c *Client) Decide(ctx context.Context, req *DecideRequest) (*Decision, err
 }
 
 // Outcome is what a caller reports after an allowed action ran.
-type Outcome struct {
-	Via        string `json:"via,omitempty"`
-	CallRef    string `json:"callRef,omitempty"`
-	ExitCode   *int   `json:"exitCode,omitempty"`
-	DurationMS int64  `json:"durationMs"`
-	Error      string `json:"error,omitempty"`
-}
+type Outcome = api.OutcomeRequest
 
 // ReportOutcome posts the outcome of decision id; with id empty, o names
 // the call by Via and CallRef (POST /v1/outcomes).

@@ -6,9 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"time"
 
-	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // WithToken returns a copy of c that sends tok (a refreshed token bound
@@ -20,13 +19,7 @@ func (c *Client) WithToken(tok string) *Client {
 }
 
 // Heartbeat is the answer to a run's heartbeat.
-type Heartbeat struct {
-	Run      writ.RunID    `json:"run"`
-	State    writ.RunState `json:"state"`
-	At       time.Time     `json:"at"`
-	Interval writ.Duration `json:"interval"`
-	Missed   int           `json:"missed"`
-}
+type Heartbeat = api.HeartbeatResponse
 
 // Heartbeat tells writ the run's launcher is alive (POST
 // /v1/runs/{id}/heartbeat); it works while the run is suspended too.
@@ -37,19 +30,10 @@ func (c *Client) Heartbeat(ctx context.Context, run string) (*Heartbeat, error) 
 }
 
 // KillSwitch says what a kill switch did.
-type KillSwitch struct {
-	Agent     string                `json:"agent,omitempty"`
-	Disabled  bool                  `json:"disabled,omitempty"`
-	Frozen    bool                  `json:"frozen"`
-	Killed    []writ.RunID          `json:"killed,omitempty"`
-	Suspended []writ.RunID          `json:"suspended,omitempty"`
-	Resumed   []writ.RunID          `json:"resumed,omitempty"`
-	Changed   bool                  `json:"changed"`
-	State     *writ.KillSwitchState `json:"state,omitempty"`
-}
+type KillSwitch = api.KillSwitchResponse
 
 func reasonBody(reason string) *bytes.Reader {
-	b, _ := json.Marshal(map[string]string{"reason": reason})
+	b, _ := json.Marshal(api.KillSwitchRequest{Reason: reason})
 	return bytes.NewReader(b)
 }
 

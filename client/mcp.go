@@ -4,14 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+
+	"github.com/writ-dev/writ/api"
 )
 
 // MCPAccepted is the answer of [Client.AcceptMCP]: the tool descriptor
 // digests now accepted for the server.
-type MCPAccepted struct {
-	Server string            `json:"server"`
-	Tools  map[string]string `json:"tools"`
-}
+type MCPAccepted = api.MCPAcceptResponse
 
 // AcceptMCP accepts the tool descriptors MCP server name presents now and
 // lifts its quarantine (admins).

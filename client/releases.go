@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // buildWait is how long Build waits for the server's answer.
@@ -45,19 +46,11 @@ func (c *Client) Release(ctx context.Context, req *writ.ReleaseRequest) (*writ.R
 }
 
 // ArtifactTraceRun is one run of an artifact's chain.
-type ArtifactTraceRun struct {
-	Run    Run          `json:"run"`
-	Role   string       `json:"role"` // built or released
-	Events []TraceEvent `json:"events"`
-}
+type ArtifactTraceRun = api.ArtifactTraceRun
 
 // ArtifactTrace is an artifact's chain: the runs that built and released
 // it, and the build, release, deployment and alert events of its digest.
-type ArtifactTrace struct {
-	Artifact string             `json:"artifact"`
-	Runs     []ArtifactTraceRun `json:"runs"`
-	Events   []TraceEvent       `json:"events"`
-}
+type ArtifactTrace = api.ArtifactTrace
 
 // ArtifactTrace returns an artifact's chain from ticket to deployment.
 func (c *Client) ArtifactTrace(ctx context.Context, digest string) (*ArtifactTrace, error) {

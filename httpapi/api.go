@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/internal/strictjson"
 	"github.com/writ-dev/writ/runs"
 )
@@ -272,20 +273,6 @@ var statusOf = map[writ.Kind]int{
 	writ.KindUnavailable:     http.StatusServiceUnavailable,
 }
 
-// ErrorBody is the JSON error envelope of DESIGN.md §4.8.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail is the inside of [ErrorBody].
-type ErrorDetail struct {
-	Code     string   `json:"code"`
-	Message  string   `json:"message"`
-	Items    []string `json:"items,omitempty"`
-	Decision string   `json:"decision,omitempty"`
-	Approval string   `json:"approval,omitempty"`
-}
-
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var we *writ.Error
 	var mbe *http.MaxBytesError
@@ -305,7 +292,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if we.Kind == writ.KindUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
 	}
-	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: we.Code, Message: we.Message, Items: we.Items, Decision: we.Decision, Approval: we.Approval}})
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: we.Code, Message: we.Message, Items: we.Items, Decision: we.Decision, Approval: we.Approval}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -337,7 +324,7 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return writeJSON(w, http.StatusOK, api.Status{Status: "ok"})
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
@@ -347,5 +334,5 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 		a.log.WarnContext(ctx, "not ready", slog.Any("error", err))
 		return writ.Errorf(writ.KindUnavailable, "store_unavailable", "the store does not answer")
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return writeJSON(w, http.StatusOK, api.Status{Status: "ready"})
 }

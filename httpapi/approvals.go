@@ -2,14 +2,13 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // Approvals is the approval service (package approval).
@@ -23,47 +22,6 @@ type ApprovalStore interface {
 	GetApproval(ctx context.Context, id string) (*writ.ApprovalRequest, error)
 	ListApprovals(ctx context.Context, f writ.ApprovalFilter) ([]*writ.ApprovalRequest, error)
 	GetDecision(ctx context.Context, id string) (*writ.Decision, error)
-}
-
-// ApprovalView is what an approver is shown (DESIGN.md §4.5): the request
-// and its subject, the run it gates and its trigger, the risk, and — kept
-// apart and labelled — what the agent itself wrote.
-type ApprovalView struct {
-	*writ.ApprovalRequest
-	RunInfo        *ApprovalRun      `json:"runInfo,omitempty"`
-	Risk           ApprovalRisk      `json:"risk"`
-	Action         *writ.Action      `json:"action,omitempty"`
-	WrittenByAgent *AgentWritten     `json:"writtenByAgent,omitempty"`
-	Statements     map[string]string `json:"statements,omitempty"`
-}
-
-// ApprovalRun summarizes the gated run.
-type ApprovalRun struct {
-	ID            writ.RunID    `json:"id"`
-	Agent         string        `json:"agent"`
-	Profile       string        `json:"profile"`
-	Issuer        string        `json:"issuer"`
-	Ticket        writ.Ticket   `json:"ticket"`
-	State         writ.RunState `json:"state"`
-	Deadline      time.Time     `json:"deadline"`
-	Scope         writ.Scope    `json:"scope"`
-	TriggerDigest string        `json:"triggerDigest"`
-}
-
-// ApprovalRisk are the risk signals, computed by the server.
-type ApprovalRisk struct {
-	Profile        string   `json:"profile"`
-	Environment    string   `json:"environment,omitempty"`
-	Sensitive      bool     `json:"sensitiveEnvironment"`
-	Secret         string   `json:"secret,omitempty"`
-	ProtectedPaths []string `json:"protectedPaths,omitempty"`
-	Reasons        []string `json:"reasons"`
-}
-
-// AgentWritten is text the agent wrote: it is shown, never trusted.
-type AgentWritten struct {
-	Note string          `json:"note"`
-	Args json.RawMessage `json:"args,omitempty"`
 }
 
 func (a *API) listApprovals(w http.ResponseWriter, r *http.Request) error {
@@ -95,7 +53,7 @@ func (a *API) listApprovals(w http.ResponseWriter, r *http.Request) error {
 	if as == nil {
 		as = []*writ.ApprovalRequest{}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"approvals": as})
+	return writeJSON(w, http.StatusOK, api.ApprovalList{Approvals: as})
 }
 
 func (a *API) showApproval(w http.ResponseWriter, r *http.Request) error {
@@ -104,12 +62,12 @@ func (a *API) showApproval(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v := ApprovalView{ApprovalRequest: ap, Risk: ApprovalRisk{Reasons: []string{}}}
+	v := api.ApprovalView{ApprovalRequest: *ap, Risk: api.ApprovalRisk{Reasons: []string{}}}
 	for _, rs := range ap.Reasons {
 		v.Risk.Reasons = append(v.Risk.Reasons, rs.Code)
 	}
 	if run, err := a.cfg.Store.GetRun(ctx, ap.Run); err == nil {
-		v.RunInfo = &ApprovalRun{ID: run.ID, Agent: run.Agent, Profile: run.Profile, Issuer: run.Issuer, Ticket: run.Ticket,
+		v.RunInfo = &api.ApprovalRun{ID: run.ID, Agent: run.Agent, Profile: run.Profile, Issuer: run.Issuer, Ticket: run.Ticket,
 			State: run.State, Deadline: run.Deadline, Scope: run.Scope, TriggerDigest: run.TriggerDigest}
 		v.Risk.Profile = run.Profile
 	} else if writ.ErrorKind(err) != writ.KindNotFound {
@@ -129,7 +87,7 @@ func (a *API) showApproval(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if len(args) > 0 {
-			v.WrittenByAgent = &AgentWritten{Note: "written by the agent: shown as it sent it, not verified by writ", Args: args}
+			v.WrittenByAgent = &api.AgentWritten{Note: "written by the agent: shown as it sent it, not verified by writ", Args: args}
 		}
 	} else if writ.ErrorKind(err) != writ.KindNotFound {
 		return err

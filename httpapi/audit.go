@@ -13,6 +13,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/auditlog"
 )
 
@@ -39,20 +40,8 @@ type AuditStore interface {
 // to be in a signed checkpoint.
 const maxWait = 10 * time.Second
 
-// AuditEntry is one log entry on the wire. Body is the exact stored bytes,
-// base64: the leaf hash is SHA-256(0x00 || those bytes), never of a
-// re-encoding.
-type AuditEntry struct {
-	Seq      int64      `json:"seq"`
-	ID       string     `json:"id"`
-	Type     string     `json:"type"`
-	Run      writ.RunID `json:"run,omitempty"`
-	Body     []byte     `json:"body"`
-	LeafHash string     `json:"leafHash,omitempty"` // hex, as recorded when logged
-}
-
-func entryView(e *writ.LogEntry) AuditEntry {
-	v := AuditEntry{Seq: e.Seq, ID: e.ID, Type: e.Type, Run: e.Run, Body: e.Body}
+func entryView(e *writ.LogEntry) api.AuditEntry {
+	v := api.AuditEntry{Seq: e.Seq, ID: e.ID, Type: e.Type, Run: e.Run, Body: e.Body}
 	if e.Seq >= 0 {
 		v.LeafHash = hex.EncodeToString(e.Leaf[:])
 	}
@@ -90,11 +79,11 @@ func (a *API) auditCheckpoints(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]string, len(notes))
+	out := api.AuditCheckpoints{Checkpoints: make([]string, len(notes))}
 	for i, n := range notes {
-		out[i] = string(n)
+		out.Checkpoints[i] = string(n)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"checkpoints": out})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) auditEntries(w http.ResponseWriter, r *http.Request) error {
@@ -110,20 +99,11 @@ func (a *API) auditEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]AuditEntry, len(es))
+	out := api.AuditEntries{Entries: make([]api.AuditEntry, len(es))}
 	for i := range es {
-		out[i] = entryView(&es[i])
+		out.Entries[i] = entryView(&es[i])
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"entries": out})
-}
-
-// InclusionResponse proves that an entry is in the tree of a size.
-type InclusionResponse struct {
-	Index      int64      `json:"index"`
-	Size       int64      `json:"size"`
-	Entry      AuditEntry `json:"entry"`
-	Proof      []string   `json:"proof"`                // base64 hashes, leaf to root (tlog.RecordProof)
-	Checkpoint string     `json:"checkpoint,omitempty"` // the signed checkpoint of Size, when it is the latest
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // auditInclusion proves an entry — named by index, leaf hash or event id —
@@ -196,7 +176,7 @@ func (a *API) auditInclusion(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp := InclusionResponse{Index: e.Seq, Size: size, Entry: entryView(e), Proof: hashes(proof)}
+	resp := api.InclusionResponse{Index: e.Seq, Size: size, Entry: entryView(e), Proof: hashes(proof)}
 	if size == cp.Size {
 		resp.Checkpoint = string(note)
 	}
@@ -219,15 +199,7 @@ func (a *API) auditConsistency(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "proof": hashes(proof)})
-}
-
-// TraceEvent is one event of a run's timeline.
-type TraceEvent struct {
-	Seq   int64           `json:"seq"` // -1 until logged
-	ID    string          `json:"id"`
-	Type  string          `json:"type"`
-	Event json.RawMessage `json:"event"`
+	return writeJSON(w, http.StatusOK, api.ConsistencyResponse{From: from, To: to, Proof: hashes(proof)})
 }
 
 // trace is GET /v1/trace/{run}: everything a run did — and was refused —
@@ -248,15 +220,21 @@ func (a *API) trace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]TraceEvent, len(es))
-	for i, e := range es {
-		out[i] = TraceEvent{Seq: e.Seq, ID: e.ID, Type: e.Type, Event: json.RawMessage(e.Body)}
-	}
+	out := api.Trace{Run: a.view(run), Events: traceEvents(es)}
 	// Not indented: each event stays the exact bytes the log hashed
 	// (encoding/json only re-indents raw messages when asked to indent).
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	return json.NewEncoder(w).Encode(map[string]any{"run": a.view(run), "events": out})
+	return json.NewEncoder(w).Encode(out)
+}
+
+// traceEvents is es on the wire: each event the exact bytes logged.
+func traceEvents(es []writ.LogEntry) []api.TraceEvent {
+	out := make([]api.TraceEvent, len(es))
+	for i, e := range es {
+		out[i] = api.TraceEvent{Seq: e.Seq, ID: e.ID, Type: e.Type, Event: json.RawMessage(e.Body)}
+	}
+	return out
 }
 
 func hashes[T ~[]tlog.Hash](p T) []string {
@@ -282,5 +260,5 @@ func intParam(r *http.Request, name string, def, lo, hi int64) (int64, error) {
 // auditKey serves the log's public key, for a verifier that pins it on
 // first use (and should compare it with what the operator publishes).
 func (a *API) auditKey(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]string{"key": a.cfg.AuditKey, "origin": a.cfg.AuditOrigin})
+	return writeJSON(w, http.StatusOK, api.AuditKey{Key: a.cfg.AuditKey, Origin: a.cfg.AuditOrigin})
 }

@@ -46,6 +46,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
@@ -183,7 +184,7 @@ func (e *authBenchEnv) post(body []byte, dpop string) *httptest.ResponseRecorder
 
 // start starts one run (DPoP-bound when key is not nil) and returns it with
 // its first token.
-func (e *authBenchEnv) start(b *testing.B, key *ecdsa.PrivateKey) httpapi.StartedRun {
+func (e *authBenchEnv) start(b *testing.B, key *ecdsa.PrivateKey) api.StartedRun {
 	b.Helper()
 	proof := ""
 	if key != nil {
@@ -196,7 +197,7 @@ func (e *authBenchEnv) start(b *testing.B, key *ecdsa.PrivateKey) httpapi.Starte
 	if rec.Code != http.StatusCreated {
 		b.Fatalf("POST /v1/runs = %d %s", rec.Code, rec.Body)
 	}
-	var sr httpapi.StartedRun
+	var sr api.StartedRun
 	if err := json.Unmarshal(rec.Body.Bytes(), &sr); err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // Broker issues and revokes leases (package broker).
@@ -82,7 +83,7 @@ func (a *API) listCredentials(w http.ResponseWriter, r *http.Request) error {
 	if ls == nil {
 		ls = []*writ.Lease{}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"leases": ls})
+	return writeJSON(w, http.StatusOK, api.LeaseList{Leases: ls})
 }
 
 // leaseFor loads lease id for the caller: an admin or any human may read
@@ -138,11 +139,6 @@ func (a *API) revokeLease(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, status, l)
 }
 
-// SecretPut is the body of PUT /v1/secrets/{env}/{name}.
-type SecretPut struct {
-	Value string `json:"value"`
-}
-
 func (a *API) secrets(r *http.Request, what string) (Secrets, *writ.Principal, error) {
 	p := writ.PrincipalFromContext(r.Context())
 	if err := requireAdmin(p, what); err != nil {
@@ -166,7 +162,7 @@ func (a *API) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	if list == nil {
 		list = []*writ.Secret{}
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"secrets": list})
+	return writeJSON(w, http.StatusOK, api.SecretList{Secrets: list})
 }
 
 func (a *API) putSecret(w http.ResponseWriter, r *http.Request) error {
@@ -174,7 +170,7 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body SecretPut
+	var body api.SecretPut
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
@@ -183,7 +179,7 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"secret": full, "version": v})
+	return writeJSON(w, http.StatusOK, api.SecretPutResponse{Secret: full, Version: v})
 }
 
 func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request) error {
@@ -195,5 +191,5 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Delete(r.Context(), full, p.Actor()); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"secret": full, "deleted": true})
+	return writeJSON(w, http.StatusOK, api.SecretDeleteResponse{Secret: full, Deleted: true})
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/decision"
 )
 
@@ -14,35 +15,13 @@ type Decider interface {
 	Forget(id writ.RunID)
 }
 
-// DecideRequest is the body of POST /v1/decide (DESIGN.md §4.4).
-type DecideRequest struct {
-	Action  writ.Action `json:"action"`
-	Via     string      `json:"via"`
-	CallRef string      `json:"callRef"`
-	DryRun  bool        `json:"dryRun"`
-	Run     string      `json:"run"`
-}
-
-// DecideResponse is the answer of POST /v1/decide.
-type DecideResponse struct {
-	ID           string            `json:"id"`
-	Decision     string            `json:"decision"`
-	Reasons      []writ.Reason     `json:"reasons"`
-	Approval     *writ.ApprovalRef `json:"approval,omitempty"`
-	Obligations  writ.Obligations  `json:"obligations"`
-	PolicyDigest string            `json:"policyDigest"`
-	InputDigest  string            `json:"inputDigest"`
-	RunState     writ.RunState     `json:"runState"`
-	DryRun       bool              `json:"dryRun,omitempty"`
-}
-
 // decide answers what policy decides about an action. A run asks only
 // about itself (the run comes from its token); a human may ask about any
 // run, as a dry run that does not enter the run's history. The decision is
 // the answer, so it is 200 whatever it is; enforcement points answer 403.
 func (a *API) decide(w http.ResponseWriter, r *http.Request) error {
 	p := writ.PrincipalFromContext(r.Context())
-	var req DecideRequest
+	var req api.DecideRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -85,24 +64,14 @@ func (a *API) decide(w http.ResponseWriter, r *http.Request) error {
 		a.runs.Stale(run.ID)
 		state = writ.RunSuspended
 	}
-	return writeJSON(w, http.StatusOK, DecideResponse{
+	return writeJSON(w, http.StatusOK, api.DecideResponse{
 		ID: d.ID, Decision: d.Verdict, Reasons: d.Reasons, Approval: d.Approval, Obligations: d.Obligations,
 		PolicyDigest: d.PolicyDigest, InputDigest: d.InputDigest, RunState: state, DryRun: d.DryRun,
 	})
 }
 
-// OutcomeRequest is the body of POST /v1/decisions/{id}/outcome, and of
-// POST /v1/outcomes with Via and CallRef naming the call.
-type OutcomeRequest struct {
-	Via        string `json:"via,omitempty"`
-	CallRef    string `json:"callRef,omitempty"`
-	ExitCode   *int   `json:"exitCode"`
-	DurationMS int64  `json:"durationMs"`
-	Error      string `json:"error"`
-}
-
 func (a *API) decisionOutcome(w http.ResponseWriter, r *http.Request) error {
-	var req OutcomeRequest
+	var req api.OutcomeRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -114,7 +83,7 @@ func (a *API) decisionOutcome(w http.ResponseWriter, r *http.Request) error {
 
 func (a *API) callOutcome(w http.ResponseWriter, r *http.Request) error {
 	p := writ.PrincipalFromContext(r.Context())
-	var req OutcomeRequest
+	var req api.OutcomeRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -128,7 +97,7 @@ func (a *API) callOutcome(w http.ResponseWriter, r *http.Request) error {
 	return a.recordOutcome(w, r, d.ID, &req)
 }
 
-func (a *API) recordOutcome(w http.ResponseWriter, r *http.Request, id string, req *OutcomeRequest) error {
+func (a *API) recordOutcome(w http.ResponseWriter, r *http.Request, id string, req *api.OutcomeRequest) error {
 	p := writ.PrincipalFromContext(r.Context())
 	if req.DurationMS < 0 || len(req.Error) > 4096 {
 		return writ.Errorf(writ.KindInvalid, "invalid_outcome", "durationMs must not be negative and error at most 4096 bytes")
@@ -144,5 +113,5 @@ func (a *API) recordOutcome(w http.ResponseWriter, r *http.Request, id string, r
 	if err := a.cfg.Store.RecordOutcome(r.Context(), p.Run, id, o, ev); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"decision": id, "outcome": o})
+	return writeJSON(w, http.StatusOK, api.OutcomeResponse{Decision: id, Outcome: o})
 }

@@ -7,15 +7,9 @@ import (
 	"github.com/writ-dev/writ/api"
 )
 
-// Wire types of delegation (package api).
-type (
-	DelegateRequest  = api.DelegateRequest
-	DelegateResponse = api.DelegateResponse
-)
-
 // delegate is POST /v1/runs/{id}/delegate (package runs decides).
 func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
-	var req DelegateRequest
+	var req api.DelegateRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -23,7 +17,7 @@ func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, DelegateResponse{
+	return writeJSON(w, http.StatusCreated, api.DelegateResponse{
 		AccessToken: d.Token.Token, IssuedTokenType: api.TokenTypeJWT, TokenType: d.Token.Type,
 		ExpiresIn: int64(d.Token.ExpiresAt.Sub(d.Token.IssuedAt).Seconds()), Run: a.view(d.Run),
 	})

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
@@ -382,7 +383,7 @@ func decodeRun(t *testing.T, b []byte) runView {
 // errorEnvelope checks that b is exactly the error envelope of DESIGN.md
 // §4.8 ({"error": {"code", "message", ...}} with nothing else) and returns
 // its inside.
-func errorEnvelope(t *testing.T, b []byte) httpapi.ErrorDetail {
+func errorEnvelope(t *testing.T, b []byte) api.ErrorDetail {
 	t.Helper()
 	var outer map[string]json.RawMessage
 	if err := json.Unmarshal(b, &outer); err != nil {
@@ -404,7 +405,7 @@ func errorEnvelope(t *testing.T, b []byte) httpapi.ErrorDetail {
 	}
 	dec := json.NewDecoder(bytes.NewReader(outer["error"]))
 	dec.DisallowUnknownFields()
-	var d httpapi.ErrorDetail
+	var d api.ErrorDetail
 	if err := dec.Decode(&d); err != nil {
 		t.Fatalf("error body %s: %v", b, err)
 	}
@@ -415,7 +416,7 @@ func errorEnvelope(t *testing.T, b []byte) httpapi.ErrorDetail {
 }
 
 // wantError checks r's status, JSON content type and error code.
-func wantError(t *testing.T, r response, status int, code string) httpapi.ErrorDetail {
+func wantError(t *testing.T, r response, status int, code string) api.ErrorDetail {
 	t.Helper()
 	if r.status != status {
 		t.Errorf("status = %d; want %d (body %s)", r.status, status, r.body)

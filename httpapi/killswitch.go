@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // HeartbeatConfig is how often a launcher sends heartbeats, and how many
@@ -23,16 +24,6 @@ func (a *API) killSwitchRoutes() {
 	a.route("DELETE /v1/freeze", a.human(a.unfreeze))
 }
 
-// HeartbeatResponse answers a heartbeat: the run's state and when the
-// next heartbeat is due.
-type HeartbeatResponse struct {
-	Run      writ.RunID    `json:"run"`
-	State    writ.RunState `json:"state"`
-	At       time.Time     `json:"at"`
-	Interval writ.Duration `json:"interval"`
-	Missed   int           `json:"missed"`
-}
-
 // heartbeat is POST /v1/runs/{id}/heartbeat: the run's launcher is alive.
 // It is one column update and no event (a launcher sends one every few
 // seconds); the run's state comes back, so a launcher learns of a kill.
@@ -42,30 +33,13 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, HeartbeatResponse{Run: p.Run, State: run.State, At: at,
+	return writeJSON(w, http.StatusOK, api.HeartbeatResponse{Run: p.Run, State: run.State, At: at,
 		Interval: writ.Duration(a.cfg.Heartbeat.Interval), Missed: a.cfg.Heartbeat.Missed})
-}
-
-// KillSwitchRequest is the optional body of disable and freeze.
-type KillSwitchRequest struct {
-	Reason string `json:"reason"`
-}
-
-// KillSwitchResponse says what a kill switch did.
-type KillSwitchResponse struct {
-	Agent     string                `json:"agent,omitempty"`
-	Disabled  bool                  `json:"disabled,omitempty"`
-	Frozen    bool                  `json:"frozen"`
-	Killed    []writ.RunID          `json:"killed,omitempty"`
-	Suspended []writ.RunID          `json:"suspended,omitempty"`
-	Resumed   []writ.RunID          `json:"resumed,omitempty"`
-	Changed   bool                  `json:"changed"`
-	State     *writ.KillSwitchState `json:"state,omitempty"`
 }
 
 // killSwitchReason reads the optional body of disable and freeze.
 func killSwitchReason(r *http.Request) (string, error) {
-	var req KillSwitchRequest
+	var req api.KillSwitchRequest
 	if err := decodeBody(r, &req); err != nil {
 		return "", err
 	}
@@ -84,7 +58,7 @@ func (a *API) disableAgent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, KillSwitchResponse{Agent: name, Disabled: true, Killed: killed, Changed: true})
+	return writeJSON(w, http.StatusOK, api.KillSwitchResponse{Agent: name, Disabled: true, Killed: killed, Changed: true})
 }
 
 // enableAgent is POST /v1/agents/{name}/enable (admins).
@@ -97,7 +71,7 @@ func (a *API) enableAgent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, KillSwitchResponse{Agent: name, Disabled: false, Changed: was})
+	return writeJSON(w, http.StatusOK, api.KillSwitchResponse{Agent: name, Disabled: false, Changed: was})
 }
 
 func (a *API) freezeState(w http.ResponseWriter, r *http.Request) error {
@@ -105,7 +79,7 @@ func (a *API) freezeState(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, KillSwitchResponse{Frozen: st.Frozen, State: st})
+	return writeJSON(w, http.StatusOK, api.KillSwitchResponse{Frozen: st.Frozen, State: st})
 }
 
 // freeze is POST /v1/freeze (admins): suspend every active run, and refuse
@@ -119,7 +93,7 @@ func (a *API) freeze(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, KillSwitchResponse{Frozen: true, Suspended: suspended, Changed: true})
+	return writeJSON(w, http.StatusOK, api.KillSwitchResponse{Frozen: true, Suspended: suspended, Changed: true})
 }
 
 // unfreeze is DELETE /v1/freeze (admins): lift the freeze and resume the
@@ -129,5 +103,5 @@ func (a *API) unfreeze(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, KillSwitchResponse{Frozen: false, Resumed: resumed, Changed: was})
+	return writeJSON(w, http.StatusOK, api.KillSwitchResponse{Frozen: false, Resumed: resumed, Changed: was})
 }

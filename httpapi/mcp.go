@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // MCP is the MCP gateway (package mcpgw) as the API mounts it.
@@ -40,12 +41,6 @@ func (a *API) mcpRoutes() {
 	a.route("POST /v1/mcp/{server}/accept", a.human(a.acceptMCP))
 }
 
-// MCPAcceptResponse is the answer of POST /v1/mcp/{server}/accept.
-type MCPAcceptResponse struct {
-	Server string            `json:"server"`
-	Tools  map[string]string `json:"tools"`
-}
-
 // acceptMCP is POST /v1/mcp/{server}/accept (admins).
 func (a *API) acceptMCP(w http.ResponseWriter, r *http.Request) error {
 	p := writ.PrincipalFromContext(r.Context())
@@ -60,5 +55,5 @@ func (a *API) acceptMCP(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, MCPAcceptResponse{Server: name, Tools: tools})
+	return writeJSON(w, http.StatusOK, api.MCPAcceptResponse{Server: name, Tools: tools})
 }

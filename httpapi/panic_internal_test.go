@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/writ-dev/writ/api"
 )
 
 type lockedBuffer struct {
@@ -67,11 +69,11 @@ func TestInternalFailuresAreGeneric(t *testing.T) {
 			if rid == "" {
 				t.Fatal("no X-Request-Id")
 			}
-			var eb ErrorBody
+			var eb api.ErrorBody
 			if err := json.Unmarshal(body, &eb); err != nil {
 				t.Fatalf("body %s: %v", body, err)
 			}
-			want := ErrorDetail{Code: "internal", Message: "internal error (request " + rid + ")"}
+			want := api.ErrorDetail{Code: "internal", Message: "internal error (request " + rid + ")"}
 			if eb.Error.Code != want.Code || eb.Error.Message != want.Message || eb.Error.Items != nil {
 				t.Errorf("error = %+v; want %+v", eb.Error, want)
 			}

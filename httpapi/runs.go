@@ -11,16 +11,9 @@ import (
 	"github.com/writ-dev/writ/runs"
 )
 
-// Wire types of the run routes (package api).
-type (
-	RunView           = api.RunView
-	StartedRun        = api.StartedRun
-	TransitionRequest = api.TransitionRequest
-)
-
 // view is run as the API shows it.
-func (a *API) view(run *writ.Run) RunView {
-	return RunView{Run: run, SPIFFEID: a.runs.SPIFFEID(run)}
+func (a *API) view(run *writ.Run) api.RunView {
+	return api.RunView{Run: *run, SPIFFEID: a.runs.SPIFFEID(run)}
 }
 
 // proof is the DPoP proof r carries, as package runs checks it.
@@ -44,8 +37,8 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, StartedRun{
-		RunView: a.view(st.Run), Token: st.Token.Token, TokenType: st.Token.Type, TokenExpiresAt: st.Token.ExpiresAt,
+	return writeJSON(w, http.StatusCreated, api.StartedRun{
+		Run: *st.Run, SPIFFEID: a.runs.SPIFFEID(st.Run), Token: st.Token.Token, TokenType: st.Token.Type, TokenExpiresAt: st.Token.ExpiresAt,
 	})
 }
 
@@ -66,11 +59,11 @@ func (a *API) listRuns(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]RunView, len(list))
+	out := api.RunList{Runs: make([]api.RunView, len(list))}
 	for i, run := range list {
-		out[i] = a.view(run)
+		out.Runs[i] = a.view(run)
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"runs": out})
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) showRun(w http.ResponseWriter, r *http.Request) error {
@@ -88,7 +81,7 @@ func (a *API) showRun(w http.ResponseWriter, r *http.Request) error {
 // transition moves a run to state `to` (end, suspend, kill, resume).
 func (a *API) transition(to writ.RunState) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		var req TransitionRequest
+		var req api.TransitionRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
 		}

@@ -8,14 +8,6 @@ import (
 	"github.com/writ-dev/writ/runs"
 )
 
-// Wire types of tokens (package api).
-type (
-	TokenRequest     = api.TokenRequest
-	TokenResponse    = api.TokenResponse
-	RunTokenRequest  = api.RunTokenRequest
-	RunTokenResponse = api.RunTokenResponse
-)
-
 // Human API token lifetimes.
 const (
 	DefaultTokenTTL = runs.DefaultHumanTokenTTL
@@ -24,7 +16,7 @@ const (
 
 // createToken is POST /v1/tokens.
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
-	var req TokenRequest
+	var req api.TokenRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -32,12 +24,12 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: tok.ID, Human: tok.Human, ExpiresAt: tok.ExpiresAt})
+	return writeJSON(w, http.StatusCreated, api.TokenResponse{Token: secret, ID: tok.ID, Human: tok.Human, ExpiresAt: tok.ExpiresAt})
 }
 
 // mintToken is POST /v1/runs/{id}/token.
 func (a *API) mintToken(w http.ResponseWriter, r *http.Request) error {
-	var req RunTokenRequest
+	var req api.RunTokenRequest
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
@@ -45,7 +37,7 @@ func (a *API) mintToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, RunTokenResponse{Token: t.Token, TokenType: t.Type, Audience: t.Audience, ExpiresAt: t.ExpiresAt})
+	return writeJSON(w, http.StatusCreated, api.RunTokenResponse{Token: t.Token, TokenType: t.Type, Audience: t.Audience, ExpiresAt: t.ExpiresAt})
 }
 
 // openIDConfiguration is the OIDC discovery document relying parties
@@ -81,5 +73,5 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]string{"kind": kind, "kid": kid})
+	return writeJSON(w, http.StatusOK, api.RotateKeyResponse{Kind: kind, KID: kid})
 }

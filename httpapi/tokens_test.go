@@ -12,10 +12,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/httpapi"
 )
 
-func (f *fixture) mustCreateToken(token, body string) httpapi.TokenResponse {
+func (f *fixture) mustCreateToken(token, body string) api.TokenResponse {
 	f.t.Helper()
 	r := f.createToken(f.url, token, body)
 	if r.status != http.StatusCreated {
@@ -24,7 +25,7 @@ func (f *fixture) mustCreateToken(token, body string) httpapi.TokenResponse {
 	if got := r.header.Get("Cache-Control"); got != "no-store" {
 		f.t.Errorf("token response Cache-Control = %q; want no-store", got)
 	}
-	var tr httpapi.TokenResponse
+	var tr api.TokenResponse
 	if err := json.Unmarshal(r.body, &tr); err != nil {
 		f.t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestCreateToken(t *testing.T) {
 	pos := f.lastPos()
 
 	mine := f.mustCreateToken(alice, `{"ttl": "1h"}`)
-	if diff := cmp.Diff(httpapi.TokenResponse{Token: mine.Token, ID: mine.ID, Human: "alice", ExpiresAt: t0.Add(time.Hour)}, mine); diff != "" {
+	if diff := cmp.Diff(api.TokenResponse{Token: mine.Token, ID: mine.ID, Human: "alice", ExpiresAt: t0.Add(time.Hour)}, mine); diff != "" {
 		t.Errorf("token (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(mine.Token, "writ_"+mine.ID+"_") {
@@ -77,7 +78,7 @@ func TestCreateToken(t *testing.T) {
 	if len(issued) != 2 {
 		t.Fatalf("token.issued events: %d; want 2", len(issued))
 	}
-	for i, tr := range []httpapi.TokenResponse{mine, forBob} {
+	for i, tr := range []api.TokenResponse{mine, forBob} {
 		e := issued[i]
 		if e.Actor != "human:alice" || e.Subject != "human:"+tr.Human || e.Details["tokenId"] != tr.ID || e.Details["kind"] != "human" {
 			t.Errorf("token.issued %d: actor %q subject %q details %v", i, e.Actor, e.Subject, e.Details)

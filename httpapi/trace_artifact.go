@@ -6,19 +6,13 @@ import (
 	"net/http"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/api"
 )
 
 // artifactStore finds the events filed under an artifact digest
 // (sqlstore.DB).
 type artifactStore interface {
 	ArtifactEntries(ctx context.Context, digest, kind string) ([]writ.LogEntry, error)
-}
-
-// ArtifactTraceRun is one run in an artifact's chain, with its timeline.
-type ArtifactTraceRun struct {
-	Run    RunView      `json:"run"`
-	Role   string       `json:"role"` // built (its merged work was built) or released
-	Events []TraceEvent `json:"events"`
 }
 
 // maxTraceRuns bounds how many runs an artifact trace walks.
@@ -42,12 +36,10 @@ func (a *API) artifactTrace(w http.ResponseWriter, r *http.Request) error {
 	if len(es) == 0 {
 		return writ.Errorf(writ.KindNotFound, "artifact_not_found", "writ knows nothing of artifact %s: no build, release or deployment", digest)
 	}
-	events := make([]TraceEvent, len(es))
-	var runs []ArtifactTraceRun
+	out := api.ArtifactTrace{Artifact: digest, Events: traceEvents(es)}
 	seen := map[writ.RunID]bool{}
-	for i, e := range es {
-		events[i] = TraceEvent{Seq: e.Seq, ID: e.ID, Type: e.Type, Event: json.RawMessage(e.Body)}
-		if e.Run == "" || seen[e.Run] || len(runs) >= maxTraceRuns {
+	for _, e := range es {
+		if e.Run == "" || seen[e.Run] || len(out.Runs) >= maxTraceRuns {
 			continue
 		}
 		seen[e.Run] = true
@@ -63,13 +55,9 @@ func (a *API) artifactTrace(w http.ResponseWriter, r *http.Request) error {
 		if e.Type == writ.EventRelease {
 			role = "released"
 		}
-		tr := ArtifactTraceRun{Run: a.view(run), Role: role, Events: make([]TraceEvent, len(res))}
-		for j, re := range res {
-			tr.Events[j] = TraceEvent{Seq: re.Seq, ID: re.ID, Type: re.Type, Event: json.RawMessage(re.Body)}
-		}
-		runs = append(runs, tr)
+		out.Runs = append(out.Runs, api.ArtifactTraceRun{Run: a.view(run), Role: role, Events: traceEvents(res)})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	return json.NewEncoder(w).Encode(map[string]any{"artifact": digest, "runs": runs, "events": events})
+	return json.NewEncoder(w).Encode(out)
 }

@@ -21,9 +21,9 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/writ-dev/writ"
+	wapi "github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/client"
-	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/server"
 )
 
@@ -162,7 +162,7 @@ func TestAuditProofsVerifyIndependently(t *testing.T) {
 	}
 	var first auditlog.Checkpoint
 	for i, te := range tr.Events {
-		var ir httpapi.InclusionResponse
+		var ir wapi.InclusionResponse
 		api.getJSON("/v1/audit/proof/inclusion?wait=1&event="+url.QueryEscape(te.ID), &ir)
 		var traced bytes.Buffer // the trace re-indents the event
 		if err := json.Compact(&traced, te.Event); err != nil {
@@ -219,7 +219,7 @@ func TestAuditProofsVerifyIndependently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ir2 httpapi.InclusionResponse
+	var ir2 wapi.InclusionResponse
 	api.getJSON("/v1/audit/proof/inclusion?wait=1&event="+url.QueryEscape(tr2.Events[0].ID), &ir2)
 	latest := api.checkpoint(ir2.Index + 5) // run 2's three, the end, the token: up to index+4
 	if latest.Size <= first.Size {
@@ -228,7 +228,7 @@ func TestAuditProofsVerifyIndependently(t *testing.T) {
 
 	// The whole log: the independent root of the served bytes is the
 	// signed root, and every entry is provable in it, by index and by leaf.
-	var entries struct{ Entries []httpapi.AuditEntry }
+	var entries struct{ Entries []wapi.AuditEntry }
 	api.getJSON(fmt.Sprintf("/v1/audit/entries?start=0&end=%d", latest.Size), &entries)
 	if int64(len(entries.Entries)) != latest.Size {
 		t.Fatalf("%d entries served for a checkpoint of %d", len(entries.Entries), latest.Size)
@@ -249,7 +249,7 @@ func TestAuditProofsVerifyIndependently(t *testing.T) {
 	for i, b := range bodies {
 		leaf := hasher.HashLeaf(b)
 		for _, by := range []string{"index=" + strconv.Itoa(i), "leaf=" + fmt.Sprintf("%x", leaf)} {
-			var ir httpapi.InclusionResponse
+			var ir wapi.InclusionResponse
 			api.getJSON(fmt.Sprintf("/v1/audit/proof/inclusion?%s&size=%d", by, latest.Size), &ir)
 			if ir.Index != int64(i) || ir.Size != latest.Size {
 				t.Fatalf("%s: proof of entry %d in %d", by, ir.Index, ir.Size)
@@ -260,7 +260,7 @@ func TestAuditProofsVerifyIndependently(t *testing.T) {
 		}
 	}
 	// An inclusion proof in an older tree, against that tree's root.
-	var old httpapi.InclusionResponse
+	var old wapi.InclusionResponse
 	api.getJSON(fmt.Sprintf("/v1/audit/proof/inclusion?index=0&size=%d", first.Size), &old)
 	if err := proof.VerifyInclusion(hasher, 0, uint64(first.Size), hasher.HashLeaf(bodies[0]), decodeHashes(t, old.Proof), first.Root[:]); err != nil {
 		t.Fatalf("inclusion of entry 0 in tree %d: %v", first.Size, err)
