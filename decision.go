@@ -451,26 +451,67 @@ type ApprovalFilter struct {
 	Limit int
 }
 
-// DecisionError is the error an enforcement point answers for a decision
-// that is not allow: [KindDenied] with the policy's first reason, or
-// [KindApprovalPending] naming the approval request to give. It is nil
-// for allow.
-func DecisionError(d *Decision) error {
+// DecisionMessage is the reason code and the sentence every enforcement
+// point shows for a decision that is not allow: git, MCP, the agent hooks,
+// egress and the API carry exactly these two, each framed its own way.
+//
+// A denial's code is its first reason's and its sentence joins every
+// reason's message with "; "; a denial policy gave no reason for is
+// "denied" and "denied by policy". An unknown verdict is a denial.
+// approval_required is the code "approval_required" and the reasons (or
+// "this needs a human approval first") followed by the approval to give:
+// its id and approvers when one was requested, or whom it would need (a
+// dry run). allow is "allowed" and the reasons, or "allowed by policy".
+func DecisionMessage(d *Decision) (code, sentence string) {
+	msgs := make([]string, 0, len(d.Reasons))
+	for _, r := range d.Reasons {
+		if r.Message != "" {
+			msgs = append(msgs, r.Message)
+		}
+	}
+	sentence = strings.Join(msgs, "; ")
 	switch d.Verdict {
 	case VerdictAllow:
-		return nil
+		if sentence == "" {
+			sentence = "allowed by policy"
+		}
+		return "allowed", sentence
 	case VerdictApprovalRequired:
-		e := &Error{Kind: KindApprovalPending, Code: "approval_required", Decision: d.ID,
-			Message: "this needs a human approval first"}
+		if sentence == "" {
+			sentence = "this needs a human approval first"
+		}
+		if a := d.Approval; a != nil && a.ID != "" {
+			sentence += fmt.Sprintf("; approval %s needs %d approver(s) from %q (writ approvals show %s)", a.ID, a.Count, a.Group, a.ID)
+		} else if a != nil {
+			sentence += fmt.Sprintf("; it would need %d approver(s) from %q", a.Count, a.Group)
+		}
+		return "approval_required", sentence
+	}
+	code = "denied"
+	if len(d.Reasons) > 0 && d.Reasons[0].Code != "" {
+		code = d.Reasons[0].Code
+	}
+	if sentence == "" {
+		sentence = "denied by policy"
+	}
+	return code, sentence
+}
+
+// DecisionError is the error an enforcement point answers for a decision
+// that is not allow, with [DecisionMessage]'s code and sentence:
+// [KindApprovalPending] naming the approval request to give, or
+// [KindDenied] (for deny and any unknown verdict). It is nil for allow.
+func DecisionError(d *Decision) error {
+	if d.Verdict == VerdictAllow {
+		return nil
+	}
+	code, sentence := DecisionMessage(d)
+	e := &Error{Kind: KindDenied, Code: code, Message: sentence, Decision: d.ID}
+	if d.Verdict == VerdictApprovalRequired {
+		e.Kind = KindApprovalPending
 		if d.Approval != nil {
 			e.Approval = d.Approval.ID
-			e.Message = fmt.Sprintf("this needs %d approval(s) from %q: writ approvals show %s", d.Approval.Count, d.Approval.Group, d.Approval.ID)
 		}
-		return e
 	}
-	code, msg := "denied", "denied by policy"
-	if len(d.Reasons) > 0 {
-		code, msg = d.Reasons[0].Code, d.Reasons[0].Message
-	}
-	return &Error{Kind: KindDenied, Code: code, Message: msg, Decision: d.ID}
+	return e
 }

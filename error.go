@@ -3,10 +3,12 @@ package writ
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
-// Kind classifies an [Error] for transports: httpapi maps each Kind to one
-// HTTP status, the CLI maps some to exit codes.
+// Kind classifies an [Error] for transports: the HTTP ones (the API, the
+// git gateway) answer each Kind with its [Kind.HTTPStatus], the CLI maps
+// some to exit codes.
 type Kind int
 
 // Error kinds. The zero value is KindInternal, so an unset Kind never leaks
@@ -24,6 +26,28 @@ const (
 )
 
 var kindNames = [...]string{"internal", "invalid", "unauthenticated", "denied", "approval_pending", "not_found", "conflict", "too_large", "unavailable"}
+
+// httpStatus is the one table from error kind to HTTP status.
+var httpStatus = [...]int{
+	KindInternal:        http.StatusInternalServerError,
+	KindInvalid:         http.StatusBadRequest,
+	KindUnauthenticated: http.StatusUnauthorized,
+	KindDenied:          http.StatusForbidden,
+	KindApprovalPending: http.StatusForbidden,
+	KindNotFound:        http.StatusNotFound,
+	KindConflict:        http.StatusConflict,
+	KindTooLarge:        http.StatusRequestEntityTooLarge,
+	KindUnavailable:     http.StatusServiceUnavailable,
+}
+
+// HTTPStatus is the HTTP status an error of kind k is answered with; an
+// unknown kind is a 500, as KindInternal is.
+func (k Kind) HTTPStatus() int {
+	if k >= 0 && int(k) < len(httpStatus) {
+		return httpStatus[k]
+	}
+	return http.StatusInternalServerError
+}
 
 func (k Kind) String() string {
 	if k >= 0 && int(k) < len(kindNames) {

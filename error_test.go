@@ -105,3 +105,27 @@ func kindString(k writ.Kind) (s string) {
 	}()
 	return k.String()
 }
+
+func TestKindHTTPStatus(t *testing.T) {
+	tests := []struct {
+		k    writ.Kind
+		want int
+	}{
+		{writ.KindInternal, 500},
+		{writ.KindInvalid, 400},
+		{writ.KindUnauthenticated, 401},
+		{writ.KindDenied, 403},
+		{writ.KindApprovalPending, 403},
+		{writ.KindNotFound, 404},
+		{writ.KindConflict, 409},
+		{writ.KindTooLarge, 413},
+		{writ.KindUnavailable, 503},
+		{writ.Kind(99), 500},
+		{writ.Kind(-1), 500},
+	}
+	for _, tt := range tests {
+		if got := tt.k.HTTPStatus(); got != tt.want {
+			t.Errorf("%v.HTTPStatus() = %d; want %d", tt.k, got, tt.want)
+		}
+	}
+}

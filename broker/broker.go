@@ -181,7 +181,7 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 		// issueError).
 		return nil, err
 	}
-	if err := verdictError(d); err != nil {
+	if err := writ.DecisionError(d); err != nil {
 		return nil, err
 	}
 	if out != nil {
@@ -253,29 +253,6 @@ func (b *Broker) Request(ctx context.Context, run *writ.Run, req *writ.Credentia
 	lease.State = writ.LeaseActive
 	b.issuedLog(ctx, lease)
 	return &writ.IssuedCredential{Lease: lease, Credential: issued.Credential}, nil
-}
-
-// verdictError is the error a denied or gated decision is answered with.
-func verdictError(d *writ.Decision) error {
-	switch d.Verdict {
-	case writ.VerdictAllow:
-		return nil
-	case writ.VerdictApprovalRequired:
-		we := writ.Errorf(writ.KindApprovalPending, "approval_required", "%s", reasonText(d))
-		we.Decision = d.ID
-		if d.Approval != nil {
-			we.Approval = d.Approval.ID
-		}
-		return we
-	default:
-		code := "denied"
-		if len(d.Reasons) > 0 {
-			code = d.Reasons[0].Code
-		}
-		we := writ.Errorf(writ.KindDenied, code, "%s", reasonText(d))
-		we.Decision = d.ID
-		return we
-	}
 }
 
 // prepare checks what the broker itself requires of an allowed decision
@@ -390,17 +367,6 @@ func issuedEvent(l *writ.Lease, actor string) *writ.Event {
 	}
 	return &writ.Event{Type: writ.EventCredentialIssued, Run: l.Run, Actor: actor, Action: writ.ActionCredential,
 		Decision: l.Decision, Subject: l.ID, Details: details}
-}
-
-func reasonText(d *writ.Decision) string {
-	if len(d.Reasons) == 0 {
-		return "policy " + d.Verdict
-	}
-	msgs := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		msgs[i] = r.Message
-	}
-	return strings.Join(msgs, "; ")
 }
 
 // checkRequest checks a request's syntax and returns its permissions,

@@ -303,10 +303,23 @@ func TestRefusedRequestsIssueNothing(t *testing.T) {
 	if !errors.As(err, &we) || we.Kind != writ.KindDenied || we.Code != "repo_not_in_scope" || we.Decision == "" {
 		t.Errorf("denied request = %#v", err)
 	}
+	// The refusal carries the one sentence of writ.DecisionMessage.
+	if _, want := writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictDeny, Reasons: []writ.Reason{{Code: "repo_not_in_scope", Message: "because repo_not_in_scope"}}}); we == nil || we.Message != want {
+		t.Errorf("denied request says %q; want %q", we.Message, want)
+	}
+	f.dec.verdict, f.dec.reason = writ.VerdictDeny, ""
+	_, err = f.b.Request(ctx, r, &writ.CredentialRequest{Kind: "flaky", Target: "acme/api"}, "run:x")
+	if !errors.As(err, &we) || we.Kind != writ.KindDenied || we.Code != "denied" || we.Message != "denied by policy" {
+		t.Errorf("request denied without a reason = %#v", err)
+	}
 	f.dec.verdict, f.dec.reason = writ.VerdictApprovalRequired, "secret_requires_approval"
 	_, err = f.b.Request(ctx, r, &writ.CredentialRequest{Kind: "flaky", Target: "x"}, "run:x")
 	if !errors.As(err, &we) || we.Kind != writ.KindApprovalPending || we.Approval != "apr_1" {
 		t.Errorf("gated request = %#v", err)
+	}
+	if _, want := writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictApprovalRequired, Reasons: []writ.Reason{{Code: "secret_requires_approval", Message: "because secret_requires_approval"}},
+		Approval: &writ.ApprovalRef{ID: "apr_1", Group: "maintainers", Count: 1}}); we.Code != "approval_required" || we.Message != want {
+		t.Errorf("gated request says %s: %q; want approval_required: %q", we.Code, we.Message, want)
 	}
 	f.dec.verdict, f.dec.reason = writ.VerdictAllow, ""
 	for _, tt := range []struct {

@@ -195,11 +195,8 @@ func (p *Proxy) admit(w http.ResponseWriter, r *http.Request, hostport string) (
 	}
 	w.Header().Set("X-Writ-Decision", d.ID)
 	if d.Verdict != writ.VerdictAllow {
-		code, msg := "denied", "policy "+d.Verdict
-		if len(d.Reasons) > 0 {
-			code, msg = d.Reasons[0].Code, d.Reasons[0].Message
-		}
-		refuseConnect(w, http.StatusForbidden, code, msg)
+		code, sentence := writ.DecisionMessage(d)
+		refuseConnect(w, http.StatusForbidden, code, sentence)
 		return nil, false
 	}
 	// Whatever a custom policy says, the proxy goes only to listed hosts.

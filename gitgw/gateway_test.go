@@ -62,10 +62,14 @@ func (f *fakeDecider) Decide(ctx context.Context, req *decision.Request) (*writ.
 		d.Verdict, d.Reasons = writ.VerdictDeny, []writ.Reason{{Code: "protected_branch", Message: "no"}}
 	}
 	if req.Action.Kind == writ.ActionGitFetch && f.denyFetch {
-		d.Verdict, d.Reasons = writ.VerdictDeny, []writ.Reason{{Code: "fetch_refused", Message: "not now"}}
+		d.Verdict, d.Reasons = writ.VerdictDeny, fetchRefused
 	}
 	return d, nil
 }
+
+// fetchRefused are the reasons of a denied fetch: git shows their one
+// sentence, as every enforcement point does.
+var fetchRefused = []writ.Reason{{Code: "fetch_refused", Message: "not now"}, {Code: "busy", Message: "the repository is busy"}}
 
 type fakeEvents struct {
 	mu  sync.Mutex
@@ -395,10 +399,14 @@ func TestFetchDecided(t *testing.T) {
 		t.Errorf("%d git.fetch decisions for one clone; want 1", fetches)
 	}
 	r.decider.denyFetch = true
+	code, sentence := writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictDeny, Reasons: fetchRefused})
+	if sentence != "not now; the repository is busy" {
+		t.Fatalf("the sentence of a fetch denied for two reasons is %q", sentence)
+	}
 	for _, v := range []string{"2", "0"} {
 		c := exec.Command("git", "-c", "protocol.version="+v, "clone", u, filepath.Join(r.dir, "c-"+v))
 		out, err := c.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "writ: not now (fetch_refused") {
+		if err == nil || !strings.Contains(string(out), "writ: "+sentence+" ("+code+", decision dec_") {
 			t.Errorf("protocol %s: refused clone: err %v\n%s", v, err, out)
 		}
 	}

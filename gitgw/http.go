@@ -174,14 +174,7 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		we = e
 	}
-	status := map[writ.Kind]int{
-		writ.KindInvalid: http.StatusBadRequest, writ.KindUnauthenticated: http.StatusUnauthorized, writ.KindDenied: http.StatusForbidden,
-		writ.KindApprovalPending: http.StatusForbidden, writ.KindNotFound: http.StatusNotFound, writ.KindConflict: http.StatusConflict,
-		writ.KindTooLarge: http.StatusRequestEntityTooLarge, writ.KindUnavailable: http.StatusServiceUnavailable,
-	}[we.Kind]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
+	status := we.Kind.HTTPStatus()
 	if we.Kind == writ.KindUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Basic realm="writ"`)
 	}
@@ -314,7 +307,8 @@ func (g *Gateway) uploadPack(ctx context.Context, w http.ResponseWriter, r *http
 			// error: writ: …".
 			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
 			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(pkt(fmt.Sprintf("ERR writ: %s (%s, decision %s)\n", reasonText(dec), reasonCode(dec), dec.ID)))
+			code, sentence := writ.DecisionMessage(dec)
+			_, _ = w.Write(pkt(fmt.Sprintf("ERR writ: %s (%s, decision %s)\n", sentence, code, dec.ID)))
 			return nil
 		}
 	}
@@ -371,22 +365,4 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 		l.n -= k
 	}
 	return len(p), nil
-}
-
-func reasonText(d *writ.Decision) string {
-	var parts []string
-	for _, r := range d.Reasons {
-		parts = append(parts, r.Message)
-	}
-	if len(parts) == 0 {
-		return "denied by policy"
-	}
-	return strings.Join(parts, "; ")
-}
-
-func reasonCode(d *writ.Decision) string {
-	if len(d.Reasons) > 0 {
-		return d.Reasons[0].Code
-	}
-	return string(d.Verdict)
 }

@@ -136,20 +136,8 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 		return nil, err
 	}
 	res.Decision = d.ID
-	switch d.Verdict {
-	case writ.VerdictApprovalRequired:
-		e := writ.Errorf(writ.KindApprovalPending, "approval_required", "merging %s (%s) into %s of %s needs a human approval of exactly this change: %s", branch, head[:12], into, name, reasonText(d))
-		e.Decision = d.ID
-		if d.Approval != nil {
-			e.Approval = d.Approval.ID
-			e.Message += fmt.Sprintf("; approve %s (writ approvals approve %s), then merge again", d.Approval.ID, d.Approval.ID)
-		}
-		return nil, e
-	case writ.VerdictAllow:
-	default:
-		e := writ.Errorf(writ.KindDenied, reasonCode(d), "%s", reasonText(d))
-		e.Decision = d.ID
-		return nil, e
+	if err := writ.DecisionError(d); err != nil {
+		return nil, err
 	}
 	if d.Approval != nil {
 		res.Approval = d.Approval.ID

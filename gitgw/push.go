@@ -246,7 +246,7 @@ func (g *Gateway) checkCommands(ctx context.Context, st *pushState) {
 				st.decisions = append(st.decisions, d)
 				r.decision = d.ID
 				if d.Verdict == writ.VerdictDeny && len(d.Reasons) > 0 {
-					r.code, r.message = d.Reasons[0].Code, d.Reasons[0].Message
+					r.code, r.message = writ.DecisionMessage(d)
 				}
 			}
 			st.refused[i] = r
@@ -502,15 +502,13 @@ func (g *Gateway) decidePush(ctx context.Context, st *pushState, c command, path
 		// DESIGN.md §4.5: accepted onto the run's branch with the approval
 		// on record; the commit approval at merge time covers it.
 		if strings.HasPrefix(c.Ref, "refs/heads/"+decision.BranchPrefix(st.who.run.ID)) {
-			id := ""
-			if d.Approval != nil {
-				id = d.Approval.ID
-			}
-			st.notes = append(st.notes, fmt.Sprintf("writ: %s: accepted onto the run's branch with approval_required on record (%s, approval %s): %s", c.Ref, d.ID, id, reasonText(d)))
+			_, sentence := writ.DecisionMessage(d)
+			st.notes = append(st.notes, fmt.Sprintf("writ: %s: accepted onto the run's branch with approval_required on record: %s (decision %s)", c.Ref, sentence, d.ID))
 			return d, nil
 		}
 	}
-	return d, &refusal{code: reasonCode(d), message: reasonText(d), decision: d.ID}
+	code, sentence := writ.DecisionMessage(d)
+	return d, &refusal{code: code, message: sentence, decision: d.ID}
 }
 
 // migrate moves the quarantined pack into the repository: the pack

@@ -349,32 +349,19 @@ type Answer struct {
 }
 
 // ForDecision turns a decision into the answer: allow only for allow;
-// approval_required is a deny that names the approval and the command a
-// human runs.
+// anything else is a deny saying the decision's one code and sentence
+// (writ.DecisionMessage, as every enforcement point says them), and for
+// approval_required that the agent asks again once a human approved.
 func ForDecision(verdict, id string, reasons []writ.Reason, approval *writ.ApprovalRef) Answer {
-	var msg []string
-	for _, r := range reasons {
-		msg = append(msg, r.Code+": "+r.Message)
-	}
-	switch verdict {
-	case writ.VerdictAllow:
+	if verdict == writ.VerdictAllow {
 		return Answer{Allow: true, Reason: "writ allowed (" + id + ")"}
-	case writ.VerdictApprovalRequired:
-		s := "writ: this needs a human approval first"
-		if approval != nil && approval.ID != "" {
-			s += fmt.Sprintf(" — %d approver(s) from %q: `writ approvals show %s`, then `writ approvals approve %s --key KEY`; ask again once approved",
-				approval.Count, approval.Group, approval.ID, approval.ID)
-		}
-		if len(msg) > 0 {
-			s += " (" + strings.Join(msg, "; ") + ")"
-		}
-		return Answer{Reason: s + " [" + id + "]"}
 	}
-	s := "writ denied this"
-	if len(msg) > 0 {
-		s += ": " + strings.Join(msg, "; ")
+	code, sentence := writ.DecisionMessage(&writ.Decision{ID: id, Verdict: verdict, Reasons: reasons, Approval: approval})
+	s := fmt.Sprintf("writ: %s (%s, decision %s)", sentence, code, id)
+	if verdict == writ.VerdictApprovalRequired {
+		s += "; ask again once a human approved it"
 	}
-	return Answer{Reason: s + " [" + id + "]"}
+	return Answer{Reason: s}
 }
 
 // Write writes a PreToolUse answer in agent's protocol.

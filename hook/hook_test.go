@@ -519,19 +519,20 @@ func TestForDecision(t *testing.T) {
 		{name: "allow", verdict: writ.VerdictAllow, id: "dec_1", allow: true, reason: "writ allowed (dec_1)"},
 		{name: "allow with reasons", verdict: writ.VerdictAllow, id: "dec_1", reasons: reasons, allow: true, reason: "writ allowed (dec_1)"},
 		{name: "deny", verdict: writ.VerdictDeny, id: "dec_2", reasons: reasons,
-			reason: `writ denied this: tool_not_in_scope: tool "shell:net" is not in this run's scope; x: y [dec_2]`},
-		{name: "deny without reasons", verdict: writ.VerdictDeny, id: "dec_3", reason: "writ denied this [dec_3]"},
+			reason: `writ: tool "shell:net" is not in this run's scope; y (tool_not_in_scope, decision dec_2)`},
+		{name: "deny without reasons", verdict: writ.VerdictDeny, id: "dec_3", reason: "writ: denied by policy (denied, decision dec_3)"},
 		{name: "approval required", verdict: writ.VerdictApprovalRequired, id: "dec_4",
 			reasons:  []writ.Reason{{Code: "protected_path", Message: "the edit changes protected paths"}},
 			approval: &writ.ApprovalRef{ID: "apr_01jd", Group: "maintainers", Count: 1},
-			reason: "writ: this needs a human approval first — 1 approver(s) from \"maintainers\": `writ approvals show apr_01jd`, " +
-				"then `writ approvals approve apr_01jd --key KEY`; ask again once approved (protected_path: the edit changes protected paths) [dec_4]"},
+			reason: "writ: the edit changes protected paths; approval apr_01jd needs 1 approver(s) from \"maintainers\" (writ approvals show apr_01jd) " +
+				"(approval_required, decision dec_4); ask again once a human approved it"},
 		{name: "approval required without an approval id", verdict: writ.VerdictApprovalRequired, id: "dec_5", approval: &writ.ApprovalRef{Group: "maintainers", Count: 2},
-			reason: "writ: this needs a human approval first [dec_5]"},
-		{name: "approval required, no ref", verdict: writ.VerdictApprovalRequired, id: "dec_6", has: []string{"needs a human approval", "[dec_6]"}},
+			reason: "writ: this needs a human approval first; it would need 2 approver(s) from \"maintainers\" (approval_required, decision dec_5); ask again once a human approved it"},
+		{name: "approval required, no ref", verdict: writ.VerdictApprovalRequired, id: "dec_6",
+			reason: "writ: this needs a human approval first (approval_required, decision dec_6); ask again once a human approved it"},
 		// Anything but allow is a deny.
-		{name: "unknown verdict", verdict: "maybe", id: "dec_7", has: []string{"writ denied this", "[dec_7]"}},
-		{name: "empty verdict", verdict: "", id: "dec_8", has: []string{"writ denied this"}},
+		{name: "unknown verdict", verdict: "maybe", id: "dec_7", reason: "writ: denied by policy (denied, decision dec_7)"},
+		{name: "empty verdict", verdict: "", id: "dec_8", reason: "writ: denied by policy (denied, decision dec_8)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -545,6 +546,13 @@ func TestForDecision(t *testing.T) {
 			for _, s := range tt.has {
 				if !strings.Contains(a.Reason, s) {
 					t.Errorf("Reason %q lacks %q", a.Reason, s)
+				}
+			}
+			// The deny carries exactly the decision's one code and sentence.
+			if !tt.allow {
+				code, sentence := writ.DecisionMessage(&writ.Decision{ID: tt.id, Verdict: tt.verdict, Reasons: tt.reasons, Approval: tt.approval})
+				if !strings.HasPrefix(a.Reason, "writ: "+sentence+" ("+code+", decision "+tt.id+")") {
+					t.Errorf("Reason %q does not say writ.DecisionMessage's %s: %q", a.Reason, code, sentence)
 				}
 			}
 		})
@@ -676,17 +684,17 @@ func TestHandlePreToolUse(t *testing.T) {
 			wantDecision: "allow", wantReasonParts: []string{"writ allowed (dec_T)"}},
 		{file: "claude-code-pretooluse-bash.json", agent: hook.ClaudeCode, verdict: writ.VerdictDeny,
 			wantAction: writ.Action{Kind: writ.ActionTool, Name: "shell:other"}, wantCallRef: "toolu_c0580fa2ad5445998ffb",
-			wantDecision: "deny", wantReasonParts: []string{"tool_not_in_scope", "[dec_T]"}},
+			wantDecision: "deny", wantReasonParts: []string{"writ: m (tool_not_in_scope, decision dec_T)"}},
 		{file: "claude-code-pretooluse-subagent-edit.json", agent: hook.ClaudeCode, verdict: writ.VerdictApprovalRequired,
 			wantAction:  writ.Action{Kind: writ.ActionTool, Name: "edit", Target: writ.Target{Paths: []string{".github/workflows/ci.yml"}}},
 			wantCallRef: "toolu_01XYZ", wantDecision: "deny",
-			wantReasonParts: []string{"needs a human approval", "writ approvals approve apr_T", "[dec_T]"}},
+			wantReasonParts: []string{"writ approvals show apr_T", "(approval_required, decision dec_T)", "once a human approved it"}},
 		{file: "claude-code-pretooluse-mcp.json", agent: hook.ClaudeCode, verdict: writ.VerdictDeny,
 			wantAction: writ.Action{Kind: writ.ActionMCPCall, Name: "mcp:everything/get-sum"}, wantCallRef: "toolu_01ABC123", wantDecision: "deny"},
 		{file: "codex-pretooluse-bash.json", agent: hook.Codex, verdict: writ.VerdictDeny,
 			wantAction: writ.Action{Kind: writ.ActionGitPush, Target: writ.Target{Ref: "main"}}, wantCallRef: "call_abc123", wantDecision: "deny"},
 		{file: "copilot-pretooluse-bash.json", agent: hook.Copilot, verdict: writ.VerdictDeny,
-			wantAction: writ.Action{Kind: writ.ActionTool, Name: "shell:net"}, wantDecision: "deny", wantReasonParts: []string{"[dec_T]"}},
+			wantAction: writ.Action{Kind: writ.ActionTool, Name: "shell:net"}, wantDecision: "deny", wantReasonParts: []string{"(tool_not_in_scope, decision dec_T)"}},
 		{file: "copilot-pretooluse-edit.json", agent: hook.Copilot, verdict: writ.VerdictAllow,
 			wantAction: writ.Action{Kind: writ.ActionTool, Name: "edit", Target: writ.Target{Paths: []string{"src/log.go"}}}, wantDecision: "allow"},
 	}

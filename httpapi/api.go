@@ -260,18 +260,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-// statusOf is the one table from error kind to HTTP status.
-var statusOf = map[writ.Kind]int{
-	writ.KindInternal:        http.StatusInternalServerError,
-	writ.KindInvalid:         http.StatusBadRequest,
-	writ.KindUnauthenticated: http.StatusUnauthorized,
-	writ.KindDenied:          http.StatusForbidden,
-	writ.KindApprovalPending: http.StatusForbidden,
-	writ.KindNotFound:        http.StatusNotFound,
-	writ.KindConflict:        http.StatusConflict,
-	writ.KindTooLarge:        http.StatusRequestEntityTooLarge,
-	writ.KindUnavailable:     http.StatusServiceUnavailable,
-}
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var we *writ.Error
@@ -285,10 +273,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		a.log.ErrorContext(r.Context(), "internal error", slog.String("request_id", rid), slog.String("path", r.URL.Path), slog.Any("error", err))
 		we = &writ.Error{Kind: writ.KindInternal, Code: "internal", Message: "internal error (request " + rid + ")"}
 	}
-	status := statusOf[we.Kind]
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
+	status := we.Kind.HTTPStatus()
 	if we.Kind == writ.KindUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
 	}

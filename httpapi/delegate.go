@@ -22,7 +22,3 @@ func (a *API) delegate(w http.ResponseWriter, r *http.Request) error {
 		ExpiresIn: int64(d.Token.ExpiresAt.Sub(d.Token.IssuedAt).Seconds()), Run: a.view(d.Run),
 	})
 }
-
-// verdictError is the error an enforcement point answers for a decision
-// that is not allow.
-func verdictError(d *writ.Decision) error { return writ.DecisionError(d) }

@@ -144,6 +144,9 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 		}
 		return nil, &jsonrpc.Error{Code: CodeRefused, Message: msg}
 	}
+	// Refused: the one code and sentence of the decision, as every
+	// enforcement point says it.
+	code, sentence := writ.DecisionMessage(d)
 	switch d.Verdict {
 	case writ.VerdictAllow:
 	case writ.VerdictApprovalRequired:
@@ -152,13 +155,12 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 			apr = d.Approval.ID
 		}
 		res := &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-			Text: fmt.Sprintf("writ: %s needs a human approval first (approval %s, decision %s): %s. Ask a human to approve it (writ approvals approve %s), then call again.",
-				action.Name, apr, d.ID, reasonText(d.Reasons), apr)}}}
+			Text: fmt.Sprintf("writ: %s (%s, decision %s); call %s again once a human approved it", sentence, code, d.ID, action.Name)}}}
 		res.Meta = mcp.Meta{"writ.dev/decision": d.ID, "writ.dev/approval": apr}
 		return res, nil
 	default:
-		data, _ := json.Marshal(map[string]any{"decision": d.ID, "reasons": d.Reasons})
-		return nil, &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("writ: denied by policy (decision %s): %s", d.ID, reasonText(d.Reasons)), Data: data}
+		data, _ := json.Marshal(map[string]any{"decision": d.ID, "code": code, "reasons": d.Reasons})
+		return nil, &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("writ: %s (%s, decision %s)", sentence, code, d.ID), Data: data}
 	}
 
 	cctx, cancel := detach(ctx, u.gw.cfg.CallTimeout)
@@ -190,17 +192,6 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 			Text: fmt.Sprintf("writ: the result of %s is %d bytes, over the gateway's limit of %d (decision %s)", action.Name, len(b), u.gw.cfg.MaxResultBytes, d.ID)}}}, nil
 	}
 	return res, nil
-}
-
-func reasonText(rs []writ.Reason) string {
-	parts := make([]string, 0, len(rs))
-	for _, r := range rs {
-		parts = append(parts, r.Code+": "+r.Message)
-	}
-	if len(parts) == 0 {
-		return "no reason given"
-	}
-	return strings.Join(parts, "; ")
 }
 
 // arguments returns the action's arguments as recorded (compact JSON, or

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -321,6 +322,12 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	if rpcCode(err) != mcpgw.CodeDenied || !strings.Contains(err.Error(), "tool_not_in_scope") || !strings.Contains(err.Error(), "dec_") {
 		t.Errorf("get-env: err = %v, want a denial (code %d) naming the reason and the decision", err, mcpgw.CodeDenied)
 	}
+	// It says the one code and sentence of the decision.
+	var je *jsonrpc.Error
+	code, sentence := writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictDeny, Reasons: []writ.Reason{{Code: "tool_not_in_scope", Message: "not in scope"}}})
+	if !errors.As(err, &je) || !regexp.MustCompile(`^writ: `+regexp.QuoteMeta(sentence+" ("+code+", decision ")+`dec_\d+\)$`).MatchString(je.Message) {
+		t.Errorf("get-env: message %q; want writ: %s (%s, decision dec_N)", je.Message, sentence, code)
+	}
 	if n := f.up.called("get-env"); n != 0 {
 		t.Errorf("upstream got %d get-env calls, want 0", n)
 	}
@@ -332,6 +339,10 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	}
 	if !res.IsError || !strings.Contains(text(res), "apr_1") || res.Meta["writ.dev/approval"] != "apr_1" {
 		t.Errorf("deploy = %+v %q, want an error result naming apr_1", res, text(res))
+	}
+	code, sentence = writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictApprovalRequired, Approval: &writ.ApprovalRef{ID: "apr_1", Group: "maintainers", Count: 1}})
+	if want := fmt.Sprintf("writ: %s (%s, decision %s); call mcp:up/deploy again once a human approved it", sentence, code, res.Meta["writ.dev/decision"]); text(res) != want {
+		t.Errorf("deploy says %q; want %q", text(res), want)
 	}
 	if n := f.up.called("deploy"); n != 0 {
 		t.Errorf("upstream got %d deploy calls, want 0", n)

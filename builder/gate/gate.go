@@ -131,16 +131,8 @@ func (g *Gates) Build(ctx context.Context, p *writ.Principal, req *writ.BuildReq
 	if err != nil {
 		return nil, err
 	}
-	if d.Verdict != writ.VerdictAllow {
-		e := writ.Errorf(writ.KindDenied, "build_not_allowed", "building %s of run %s: %s", merge.Head, run.ID, verdictText(d))
-		if d.Verdict == writ.VerdictApprovalRequired {
-			e.Kind, e.Code = writ.KindApprovalPending, "approval_required"
-			if d.Approval != nil {
-				e.Approval = d.Approval.ID
-			}
-		}
-		e.Decision = d.ID
-		return nil, e
+	if err := writ.DecisionError(d); err != nil {
+		return nil, err
 	}
 	repoDir, err := g.cfg.Repos.RepoDir(merge.Repo)
 	if err != nil {
@@ -239,18 +231,6 @@ func inRepo(repo string) string {
 	return " into " + repo
 }
 
-// verdictText is the reasons of a decision, for an error message.
-func verdictText(d *writ.Decision) string {
-	if len(d.Reasons) == 0 {
-		return d.Verdict
-	}
-	msg := d.Reasons[0].Message
-	for _, r := range d.Reasons[1:] {
-		msg += "; " + r.Message
-	}
-	return msg
-}
-
 // provenanceOf is what the release gate accepted of an artifact's build.
 type provenanceOf struct {
 	buildEvent, buildRun string
@@ -292,20 +272,8 @@ func (g *Gates) Release(ctx context.Context, p *writ.Principal, req *writ.Releas
 	if err != nil {
 		return nil, err
 	}
-	switch d.Verdict {
-	case writ.VerdictAllow:
-	case writ.VerdictApprovalRequired:
-		e := writ.Errorf(writ.KindApprovalPending, "approval_required", "releasing %s to %s: %s", req.Artifact, req.Environment, verdictText(d))
-		e.Decision = d.ID
-		if d.Approval != nil {
-			e.Approval = d.Approval.ID
-			e.Message += "; approve " + d.Approval.ID + " (writ approvals approve), then release again"
-		}
-		return nil, e
-	default:
-		e := writ.Errorf(writ.KindDenied, "release_denied", "releasing %s to %s: %s", req.Artifact, req.Environment, verdictText(d))
-		e.Decision = d.ID
-		return nil, e
+	if err := writ.DecisionError(d); err != nil {
+		return nil, err
 	}
 	id := writ.NewULID(g.now(), nil)
 	pred := attest.ReleasePredicate{
