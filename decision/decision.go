@@ -198,18 +198,15 @@ type ArgFacts struct {
 // Decide decides req and records the decision. The returned decision is
 // the recorded one: for a repeated hook call (same via and callRef) it is
 // the first decision of that call, recorded once.
+//
+// The steps: check the request; answer a repeated call from the record;
+// under the run's lock, ask policy ([Point.evaluate]), apply an approval
+// requirement ([Point.applyApproval]), void the commit approvals a push
+// outdates ([Point.voidCommitApprovals]), attach a lease, and record it
+// all in one transaction; then remember the decision in the run's history.
 func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error) {
-	if err := req.Action.Validate(); err != nil {
+	if err := checkRequest(req); err != nil {
 		return nil, err
-	}
-	if req.Via == "" {
-		req.Via = "api"
-	}
-	if !validVia(req.Via) {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_via", "via %q: want a short name such as api, cli, git, mcp or hook:claude-code", req.Via)
-	}
-	if len(req.CallRef) > 256 {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_call_ref", "callRef is over 256 characters")
 	}
 	run := req.Run
 	if req.CallRef != "" && !req.DryRun {
@@ -230,30 +227,10 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 		return nil, err
 	}
 	h.mu.Lock()
-	in := p.input(req, h, now)
-	raw, err := json.Marshal(in)
+	res, err := p.evaluate(ctx, req, h, d, now)
 	if err != nil {
 		h.mu.Unlock()
 		return nil, err
-	}
-	sum := sha256.Sum256(raw)
-	d.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
-	res, err := p.cfg.Policy.Evaluate(ctx, raw)
-	if writ.ErrorKind(err) == writ.KindUnavailable {
-		// Overload is not a decision: nothing is recorded, the caller
-		// retries.
-		h.mu.Unlock()
-		return nil, err
-	}
-	if err != nil {
-		// Fail closed: an engine error is a deny, on the record.
-		p.log.ErrorContext(ctx, "policy evaluation failed; denying", slog.String("run", string(run.ID)),
-			slog.String("decision", d.ID), slog.Any("error", err))
-		if res == nil {
-			res = &writ.PolicyResult{}
-		}
-		res = &writ.PolicyResult{PolicyDigest: res.PolicyDigest, DataDigest: res.DataDigest,
-			Deny: []writ.Reason{{Code: "policy_error", Message: "the policy could not be evaluated, so the action is denied; an administrator can see why in writ's log"}}}
 	}
 	verdict, reasons, appr := res.Verdict()
 	d.Verdict, d.Reasons, d.PolicyDigest = verdict, reasons, res.PolicyDigest
@@ -264,57 +241,14 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	}
 	suspend := d.Obligations.Suspend && run.State == writ.RunActive && !h.suspended
 	rec := &writ.DecisionRecord{Decision: d}
-	var apr *writ.ApprovalRequest
-	if appr != nil && !req.DryRun {
-		g, err := p.gate(ctx, run, d, appr, res.PolicyDigest, now)
-		if err != nil {
-			h.mu.Unlock()
-			return nil, err
-		}
-		apr = g.request
-		if d.Enforced() {
-			rec.Voids = g.voids
-		}
-		d.Approval = &writ.ApprovalRef{ID: apr.ID, Group: apr.Group, Count: apr.Count}
-		switch {
-		case g.approved && d.Enforced():
-			// A human approval of exactly this subject, given before this
-			// request and still valid, satisfies the gate, once.
-			d.Verdict = writ.VerdictAllow
-			d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; it is now used", apr.ID, apr.SubjectKind)}}
-			rec.UseApproval = apr.ID
-		case g.approved:
-			// An advisory (hook) decision says the gate is open without
-			// using the approval: the enforcing decision uses it.
-			d.Verdict = writ.VerdictAllow
-			d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; the enforcing decision will use it", apr.ID, apr.SubjectKind)}}
-		case g.created && (d.Enforced() || len(g.voids) == 0):
-			// An advisory decision may open a request (a human can approve
-			// before the gateway asks), never replace one.
-			rec.NewApproval = apr
-		case g.created:
-			d.Approval = &writ.ApprovalRef{Group: apr.Group, Count: apr.Count}
-			apr = nil
-		}
-	} else if appr != nil {
-		d.Approval = &writ.ApprovalRef{Group: appr.Group, Count: appr.Count}
+	apr, err := p.applyApproval(ctx, req, d, rec, appr, res.PolicyDigest, now)
+	if err != nil {
+		h.mu.Unlock()
+		return nil, err
 	}
-	if d.Enforced() && d.Verdict == writ.VerdictAllow && d.Action.Kind == writ.ActionGitPush {
-		// A new push changes what an approved merge of the run's work
-		// would merge: every live commit approval of the repo is void.
-		a := p.withRepo(run, d.Action)
-		if a.Target.Repo != "" {
-			live, err := p.cfg.Store.LiveApprovalsInSlot(ctx, run.ID, "commit:"+a.Target.Repo)
-			if err != nil {
-				h.mu.Unlock()
-				return nil, err
-			}
-			for _, o := range live {
-				rec.Voids = append(rec.Voids, writ.ApprovalVoid{ID: o.ID, State: writ.ApprovalVoided, Event: &writ.Event{
-					Type: writ.EventApprovalVoided, Run: run.ID, Actor: writ.ActorSystem, Subject: o.ID,
-					Details: map[string]any{"reason": "new_push", "decision": d.ID, "was": o.State, "subjectDigest": o.SubjectDigest}}})
-			}
-		}
+	if err := p.voidCommitApprovals(ctx, run, d, rec); err != nil {
+		h.mu.Unlock()
+		return nil, err
 	}
 	var attachErr error
 	if req.Attach != nil && d.Verdict == writ.VerdictAllow && d.Enforced() {
@@ -322,12 +256,7 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 	}
 	rec.Events = p.events(d, res, apr, rec.NewApproval != nil)
 	if suspend {
-		codes := make([]string, len(d.Reasons))
-		for i, r := range d.Reasons {
-			codes[i] = r.Code
-		}
-		rec.Suspend = &writ.Event{Actor: writ.ActorSystem, Subject: d.ID,
-			Details: map[string]any{"reason": "suspended by policy: " + strings.Join(codes, ", "), "decision": d.ID}}
+		rec.Suspend = suspension(d)
 	}
 	// The run's lock is held through the commit: the next decision of this
 	// run sees this one in its history, and an identical approval-gated
@@ -358,6 +287,136 @@ func (p *Point) Decide(ctx context.Context, req *Request) (*writ.Decision, error
 		}
 	}
 	return out, attachErr
+}
+
+// checkRequest refuses a malformed request before anything is read: an
+// invalid action, via or callRef. An empty via becomes "api".
+func checkRequest(req *Request) error {
+	if err := req.Action.Validate(); err != nil {
+		return err
+	}
+	if req.Via == "" {
+		req.Via = "api"
+	}
+	if !validVia(req.Via) {
+		return writ.Errorf(writ.KindInvalid, "invalid_via", "via %q: want a short name such as api, cli, git, mcp or hook:claude-code", req.Via)
+	}
+	if len(req.CallRef) > 256 {
+		return writ.Errorf(writ.KindInvalid, "invalid_call_ref", "callRef is over 256 characters")
+	}
+	return nil
+}
+
+// evaluate builds the policy input of req from the run's history h (whose
+// lock the caller holds), sets d's input digest and asks policy. It fails
+// closed: an engine error is answered as a deny, which is recorded. Only
+// overload (KindUnavailable) is returned as an error, and is not a
+// decision: nothing is recorded, the caller retries.
+func (p *Point) evaluate(ctx context.Context, req *Request, h *history, d *writ.Decision, now time.Time) (*writ.PolicyResult, error) {
+	in := p.input(req, h, now)
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(raw)
+	d.InputDigest = "sha256:" + hex.EncodeToString(sum[:])
+	res, err := p.cfg.Policy.Evaluate(ctx, raw)
+	if writ.ErrorKind(err) == writ.KindUnavailable {
+		return nil, err
+	}
+	if err != nil {
+		// Fail closed: an engine error is a deny, on the record.
+		p.log.ErrorContext(ctx, "policy evaluation failed; denying", slog.String("run", string(req.Run.ID)),
+			slog.String("decision", d.ID), slog.Any("error", err))
+		if res == nil {
+			res = &writ.PolicyResult{}
+		}
+		res = &writ.PolicyResult{PolicyDigest: res.PolicyDigest, DataDigest: res.DataDigest,
+			Deny: []writ.Reason{{Code: "policy_error", Message: "the policy could not be evaluated, so the action is denied; an administrator can see why in writ's log"}}}
+	}
+	return res, nil
+}
+
+// applyApproval applies policy's approval requirement appr (nil: none) to
+// d and rec. A dry run only names the group. Otherwise the gate's request
+// is found or opened: a standing approval of exactly this subject turns
+// the verdict into an allow (an enforced decision uses it, an advisory one
+// only says so); a new request is recorded with the decision, except that
+// an advisory decision never replaces a live one. It returns the request
+// the decision's events name, or nil.
+func (p *Point) applyApproval(ctx context.Context, req *Request, d *writ.Decision, rec *writ.DecisionRecord,
+	appr *writ.ApprovalReason, policyDigest string, now time.Time) (*writ.ApprovalRequest, error) {
+	if appr == nil {
+		return nil, nil
+	}
+	if req.DryRun {
+		d.Approval = &writ.ApprovalRef{Group: appr.Group, Count: appr.Count}
+		return nil, nil
+	}
+	g, err := p.gate(ctx, req.Run, d, appr, policyDigest, now)
+	if err != nil {
+		return nil, err
+	}
+	apr := g.request
+	if d.Enforced() {
+		rec.Voids = g.voids
+	}
+	d.Approval = &writ.ApprovalRef{ID: apr.ID, Group: apr.Group, Count: apr.Count}
+	switch {
+	case g.approved && d.Enforced():
+		// A human approval of exactly this subject, given before this
+		// request and still valid, satisfies the gate, once.
+		d.Verdict = writ.VerdictAllow
+		d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; it is now used", apr.ID, apr.SubjectKind)}}
+		rec.UseApproval = apr.ID
+	case g.approved:
+		// An advisory (hook) decision says the gate is open without
+		// using the approval: the enforcing decision uses it.
+		d.Verdict = writ.VerdictAllow
+		d.Reasons = []writ.Reason{{Code: "approved", Message: fmt.Sprintf("approval %s covers exactly this %s; the enforcing decision will use it", apr.ID, apr.SubjectKind)}}
+	case g.created && (d.Enforced() || len(g.voids) == 0):
+		// An advisory decision may open a request (a human can approve
+		// before the gateway asks), never replace one.
+		rec.NewApproval = apr
+	case g.created:
+		d.Approval = &writ.ApprovalRef{Group: apr.Group, Count: apr.Count}
+		apr = nil
+	}
+	return apr, nil
+}
+
+// voidCommitApprovals adds to rec the voiding of the repo's live commit
+// approvals when d is an enforced, allowed git push: a new push changes
+// what an approved merge of the run's work would merge.
+func (p *Point) voidCommitApprovals(ctx context.Context, run *writ.Run, d *writ.Decision, rec *writ.DecisionRecord) error {
+	if !d.Enforced() || d.Verdict != writ.VerdictAllow || d.Action.Kind != writ.ActionGitPush {
+		return nil
+	}
+	a := p.withRepo(run, d.Action)
+	if a.Target.Repo == "" {
+		return nil
+	}
+	live, err := p.cfg.Store.LiveApprovalsInSlot(ctx, run.ID, "commit:"+a.Target.Repo)
+	if err != nil {
+		return err
+	}
+	for _, o := range live {
+		rec.Voids = append(rec.Voids, writ.ApprovalVoid{ID: o.ID, State: writ.ApprovalVoided, Event: &writ.Event{
+			Type: writ.EventApprovalVoided, Run: run.ID, Actor: writ.ActorSystem, Subject: o.ID,
+			Details: map[string]any{"reason": "new_push", "decision": d.ID, "was": o.State, "subjectDigest": o.SubjectDigest}}})
+	}
+	return nil
+}
+
+// suspension is the event that suspends the run by policy after d, naming
+// d's reason codes.
+func suspension(d *writ.Decision) *writ.Event {
+	codes := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		codes[i] = r.Code
+	}
+	return &writ.Event{Actor: writ.ActorSystem, Subject: d.ID,
+		Details: map[string]any{"reason": "suspended by policy: " + strings.Join(codes, ", "), "decision": d.ID}}
 }
 
 // sameCall returns the decision recorded for a call's ref, if the call

@@ -24,93 +24,25 @@ import (
 // for divergence first and mirrored after. who is the caller: a human, or
 // the run itself.
 func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest, who *writ.Principal) (*writ.MergeResult, error) {
-	if !writ.ValidRepoName(name) || !g.exists(name) {
-		return nil, writ.Errorf(writ.KindNotFound, "unknown_repo", "repository %q is not hosted by this writ", name)
-	}
-	if _, err := writ.ParseRunID(string(req.Run)); err != nil {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_run", "run %q: want a run id", req.Run)
-	}
-	if who == nil || who.Kind == writ.PrincipalRun && who.Run != req.Run {
-		return nil, writ.Errorf(writ.KindDenied, "not_own_run", "a run may ask to merge only its own work")
-	}
-	run, err := g.cfg.Runs.Get(ctx, req.Run)
+	run, err := g.mergeRun(ctx, name, req, who)
 	if err != nil {
 		return nil, err
 	}
-	prefix := decision.BranchPrefix(run.ID)
-	into := req.Into
-	if into == "" {
-		for _, r := range run.Scope.Repos {
-			if r.Name == name {
-				into = r.Base
-			}
-		}
-	}
-	if into == "" {
-		into = g.headBranch(ctx, name)
-	}
-	if err := writ.ValidateRefName(into); err != nil {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "into: %v", err)
-	}
-	if strings.HasPrefix(into, "writ/") {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "into %q: a run's branch is never merged into", into)
-	}
-	branch := req.Branch
-	if branch != "" && !strings.HasPrefix(branch, prefix) {
-		branch = prefix + branch
-	}
-	if branch == "" {
-		out, err := g.run(ctx, g.dir(name), nil, nil, "for-each-ref", "--format=%(refname)", "--", "refs/heads/"+prefix)
-		if err != nil {
-			return nil, err
-		}
-		refs := strings.Fields(string(out))
-		switch len(refs) {
-		case 0:
-			return nil, writ.Errorf(writ.KindNotFound, "no_run_branch", "run %s has pushed no branch to %s; push to %s<name> first", run.ID, name, prefix)
-		case 1:
-			branch = strings.TrimPrefix(refs[0], "refs/heads/")
-		default:
-			return nil, writ.Errorf(writ.KindInvalid, "branch_required", "run %s pushed %d branches to %s (%s); say which with --branch", run.ID, len(refs), name, strings.Join(refs, ", "))
-		}
-	}
-	if err := writ.ValidateRefName(branch); err != nil {
-		return nil, writ.Errorf(writ.KindInvalid, "invalid_branch", "branch: %v", err)
-	}
-	// A branch that does not exist yet (the first merge into a new,
-	// empty repository) is created from the empty tree: base "" and the
-	// compare-and-swap expects it absent.
-	base, err := g.revParse(ctx, name, "refs/heads/"+into)
-	if err != nil {
-		if _, herr := g.run(ctx, g.dir(name), nil, nil, "show-ref", "--verify", "--quiet", "--", "refs/heads/"+into); herr == nil {
-			return nil, err
-		}
-		base = ""
-	}
-	head, err := g.revParse(ctx, name, "refs/heads/"+branch)
-	if err != nil {
-		return nil, writ.Errorf(writ.KindNotFound, "no_such_branch", "%s has no branch %q", name, branch)
-	}
-	if base == head {
-		return nil, writ.Errorf(writ.KindConflict, "nothing_to_merge", "%s of %s is already at %s: nothing to merge", into, name, head)
-	}
-	from := base
-	if base == "" {
-		from = emptyTree
-	} else if ok, err := g.isAncestor(ctx, name, nil, base, head); err != nil {
-		return nil, err
-	} else if !ok {
-		return nil, writ.Errorf(writ.KindConflict, "not_fast_forward", "%s is not based on the tip of %s (%s); the run rebases its branch onto %s and pushes again", branch, into, short(base), into)
-	}
-	out, err := g.run(ctx, g.dir(name), nil, nil, "diff", "--name-only", "-z", "--no-renames", from, head, "--")
+	into, err := g.mergeInto(ctx, name, run, req.Into)
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for p := range strings.SplitSeq(strings.TrimSuffix(string(out), "\x00"), "\x00") {
-		if p != "" {
-			paths = append(paths, p)
-		}
+	branch, err := g.mergeBranch(ctx, name, run, req.Branch)
+	if err != nil {
+		return nil, err
+	}
+	base, head, from, err := g.mergeRange(ctx, name, into, branch)
+	if err != nil {
+		return nil, err
+	}
+	paths, err := g.changedPaths(ctx, name, from, head)
+	if err != nil {
+		return nil, err
 	}
 	digest, err := g.diffDigest(ctx, name, from, head)
 	if err != nil {
@@ -128,8 +60,150 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 		}
 	}
 
-	a := writ.Action{Kind: writ.ActionMerge, Target: writ.Target{Repo: name, Ref: "refs/heads/" + into, Base: base, Head: head, Digest: digest, Paths: paths[:min(len(paths), writ.MaxActionPaths)]}}
-	args, _ := json.Marshal(map[string]any{"branch": branch, "pathCount": len(paths)})
+	d, err := g.decideMerge(ctx, run, who, res, paths)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.swapRef(ctx, run, res); err != nil {
+		return nil, err
+	}
+	if upstream != "" {
+		if err := g.mirror(ctx, name, upstream, into, head, upOld); err != nil {
+			res.MirrorError = err.Error()
+			g.log.WarnContext(ctx, "mirroring a merge upstream failed", slog.String("repo", name), slog.String("upstream", res.Upstream), slog.String("error", res.MirrorError))
+		} else {
+			res.Mirrored = true
+		}
+	}
+	if err := g.cfg.Events.AppendEvent(ctx, mergeEvent(run, who, d, res, len(paths), upstream != "")); err != nil {
+		return nil, err
+	}
+	g.log.InfoContext(ctx, "merged", slog.String("repo", name), slog.String("into", into), slog.String("head", head), slog.String("approval", res.Approval))
+	return res, nil
+}
+
+// mergeRun checks a merge request's repository, run and caller (a run
+// merges only its own work) and returns the run's state.
+func (g *Gateway) mergeRun(ctx context.Context, name string, req *writ.MergeRequest, who *writ.Principal) (*writ.Run, error) {
+	if !writ.ValidRepoName(name) || !g.exists(name) {
+		return nil, writ.Errorf(writ.KindNotFound, "unknown_repo", "repository %q is not hosted by this writ", name)
+	}
+	if _, err := writ.ParseRunID(string(req.Run)); err != nil {
+		return nil, writ.Errorf(writ.KindInvalid, "invalid_run", "run %q: want a run id", req.Run)
+	}
+	if who == nil || who.Kind == writ.PrincipalRun && who.Run != req.Run {
+		return nil, writ.Errorf(writ.KindDenied, "not_own_run", "a run may ask to merge only its own work")
+	}
+	return g.cfg.Runs.Get(ctx, req.Run)
+}
+
+// mergeInto is the branch a merge moves: into as asked, else the run's
+// base branch of the repository, else the repository's head branch. A
+// run's own branch (writ/...) is never merged into.
+func (g *Gateway) mergeInto(ctx context.Context, name string, run *writ.Run, into string) (string, error) {
+	if into == "" {
+		for _, r := range run.Scope.Repos {
+			if r.Name == name {
+				into = r.Base
+			}
+		}
+	}
+	if into == "" {
+		into = g.headBranch(ctx, name)
+	}
+	if err := writ.ValidateRefName(into); err != nil {
+		return "", writ.Errorf(writ.KindInvalid, "invalid_branch", "into: %v", err)
+	}
+	if strings.HasPrefix(into, "writ/") {
+		return "", writ.Errorf(writ.KindInvalid, "invalid_branch", "into %q: a run's branch is never merged into", into)
+	}
+	return into, nil
+}
+
+// mergeBranch is the run's branch a merge takes: branch as asked (under
+// the run's prefix), else the only branch the run pushed to the
+// repository.
+func (g *Gateway) mergeBranch(ctx context.Context, name string, run *writ.Run, branch string) (string, error) {
+	prefix := decision.BranchPrefix(run.ID)
+	if branch != "" && !strings.HasPrefix(branch, prefix) {
+		branch = prefix + branch
+	}
+	if branch == "" {
+		out, err := g.run(ctx, g.dir(name), nil, nil, "for-each-ref", "--format=%(refname)", "--", "refs/heads/"+prefix)
+		if err != nil {
+			return "", err
+		}
+		refs := strings.Fields(string(out))
+		switch len(refs) {
+		case 0:
+			return "", writ.Errorf(writ.KindNotFound, "no_run_branch", "run %s has pushed no branch to %s; push to %s<name> first", run.ID, name, prefix)
+		case 1:
+			branch = strings.TrimPrefix(refs[0], "refs/heads/")
+		default:
+			return "", writ.Errorf(writ.KindInvalid, "branch_required", "run %s pushed %d branches to %s (%s); say which with --branch", run.ID, len(refs), name, strings.Join(refs, ", "))
+		}
+	}
+	if err := writ.ValidateRefName(branch); err != nil {
+		return "", writ.Errorf(writ.KindInvalid, "invalid_branch", "branch: %v", err)
+	}
+	return branch, nil
+}
+
+// mergeRange resolves what a merge of branch into into would do: base,
+// into's commit ("" when into does not exist yet), and head, branch's
+// commit, which must be a fast-forward of base. from is the commit the
+// change is measured from: base, or the empty tree for a new branch.
+func (g *Gateway) mergeRange(ctx context.Context, name, into, branch string) (base, head, from string, err error) {
+	// A branch that does not exist yet (the first merge into a new,
+	// empty repository) is created from the empty tree: base "" and the
+	// compare-and-swap expects it absent.
+	base, err = g.revParse(ctx, name, "refs/heads/"+into)
+	if err != nil {
+		if _, herr := g.run(ctx, g.dir(name), nil, nil, "show-ref", "--verify", "--quiet", "--", "refs/heads/"+into); herr == nil {
+			return "", "", "", err
+		}
+		base = ""
+	}
+	head, err = g.revParse(ctx, name, "refs/heads/"+branch)
+	if err != nil {
+		return "", "", "", writ.Errorf(writ.KindNotFound, "no_such_branch", "%s has no branch %q", name, branch)
+	}
+	if base == head {
+		return "", "", "", writ.Errorf(writ.KindConflict, "nothing_to_merge", "%s of %s is already at %s: nothing to merge", into, name, head)
+	}
+	from = base
+	if base == "" {
+		from = emptyTree
+	} else if ok, err := g.isAncestor(ctx, name, nil, base, head); err != nil {
+		return "", "", "", err
+	} else if !ok {
+		return "", "", "", writ.Errorf(writ.KindConflict, "not_fast_forward", "%s is not based on the tip of %s (%s); the run rebases its branch onto %s and pushes again", branch, into, short(base), into)
+	}
+	return base, head, from, nil
+}
+
+// changedPaths lists the paths that change from from to head.
+func (g *Gateway) changedPaths(ctx context.Context, name, from, head string) ([]string, error) {
+	out, err := g.run(ctx, g.dir(name), nil, nil, "diff", "--name-only", "-z", "--no-renames", from, head, "--")
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for p := range strings.SplitSeq(strings.TrimSuffix(string(out), "\x00"), "\x00") {
+		if p != "" {
+			paths = append(paths, p)
+		}
+	}
+	return paths, nil
+}
+
+// decideMerge asks policy about the merge res describes and sets its
+// decision and approval. Only an allow returns no error: an approval
+// requirement is a KindApprovalPending error naming the approval to give,
+// anything else a KindDenied one.
+func (g *Gateway) decideMerge(ctx context.Context, run *writ.Run, who *writ.Principal, res *writ.MergeResult, paths []string) (*writ.Decision, error) {
+	a := writ.Action{Kind: writ.ActionMerge, Target: writ.Target{Repo: res.Repo, Ref: "refs/heads/" + res.Into, Base: res.Base, Head: res.Head, Digest: res.DiffDigest, Paths: paths[:min(len(paths), writ.MaxActionPaths)]}}
+	args, _ := json.Marshal(map[string]any{"branch": res.Branch, "pathCount": len(paths)})
 	a.Args = args
 	d, err := g.cfg.Decider.Decide(ctx, &decision.Request{Run: run, Action: a, Via: "git", Actor: who.Actor()})
 	if err != nil {
@@ -142,40 +216,37 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 	if d.Approval != nil {
 		res.Approval = d.Approval.ID
 	}
+	return d, nil
+}
 
-	// The compare-and-swap: into moves from exactly base to exactly the
-	// approved head, or not at all.
-	unlock := g.lock(name)
-	_, err = g.run(ctx, g.dir(name), []string{"GIT_COMMITTER_NAME=writ", "GIT_COMMITTER_EMAIL=writ@localhost"}, nil,
-		"update-ref", "-m", fmt.Sprintf("writ merge of run %s (approval %s)", run.ID, res.Approval), "refs/heads/"+into, head, cmp.Or(base, zeroID))
+// swapRef is the merge's compare-and-swap: into moves from exactly base
+// to exactly the approved head, or not at all (a KindConflict error).
+func (g *Gateway) swapRef(ctx context.Context, run *writ.Run, res *writ.MergeResult) error {
+	unlock := g.lock(res.Repo)
+	_, err := g.run(ctx, g.dir(res.Repo), []string{"GIT_COMMITTER_NAME=writ", "GIT_COMMITTER_EMAIL=writ@localhost"}, nil,
+		"update-ref", "-m", fmt.Sprintf("writ merge of run %s (approval %s)", run.ID, res.Approval), "refs/heads/"+res.Into, res.Head, cmp.Or(res.Base, zeroID))
 	unlock()
 	if err != nil {
-		g.log.InfoContext(ctx, "merge lost its compare-and-swap", slog.String("repo", name), slog.Any("error", err))
-		return nil, writ.Errorf(writ.KindConflict, "base_moved", "%s of %s moved while merging (it is no longer %s); ask again: a new approval of the new change is needed", into, name, short(base))
+		g.log.InfoContext(ctx, "merge lost its compare-and-swap", slog.String("repo", res.Repo), slog.Any("error", err))
+		return writ.Errorf(writ.KindConflict, "base_moved", "%s of %s moved while merging (it is no longer %s); ask again: a new approval of the new change is needed", res.Into, res.Repo, short(res.Base))
 	}
-	if upstream != "" {
-		if err := g.mirror(ctx, name, upstream, into, head, upOld); err != nil {
-			res.MirrorError = err.Error()
-			g.log.WarnContext(ctx, "mirroring a merge upstream failed", slog.String("repo", name), slog.String("upstream", res.Upstream), slog.String("error", res.MirrorError))
-		} else {
-			res.Mirrored = true
-		}
-	}
-	details := map[string]any{"repo": name, "into": into, "branch": branch, "base": base, "head": head, "diffDigest": digest,
-		"approval": res.Approval, "decision": d.ID, "pathCount": len(paths)}
-	if upstream != "" {
+	return nil
+}
+
+// mergeEvent is the audit event of a done merge; hasUpstream says the
+// repository has an upstream, whose outcome it then records too.
+func mergeEvent(run *writ.Run, who *writ.Principal, d *writ.Decision, res *writ.MergeResult, pathCount int, hasUpstream bool) *writ.Event {
+	details := map[string]any{"repo": res.Repo, "into": res.Into, "branch": res.Branch, "base": res.Base, "head": res.Head, "diffDigest": res.DiffDigest,
+		"approval": res.Approval, "decision": d.ID, "pathCount": pathCount}
+	if hasUpstream {
 		details["upstream"] = res.Upstream
 		details["mirrored"] = res.Mirrored
 		if res.MirrorError != "" {
 			details["mirrorError"] = res.MirrorError
 		}
 	}
-	if err := g.cfg.Events.AppendEvent(ctx, &writ.Event{Type: EventMerge, Run: run.ID, Actor: who.Actor(), Action: writ.ActionMerge, Decision: d.ID,
-		Subject: res.Approval, Details: details}); err != nil {
-		return nil, err
-	}
-	g.log.InfoContext(ctx, "merged", slog.String("repo", name), slog.String("into", into), slog.String("head", head), slog.String("approval", res.Approval))
-	return res, nil
+	return &writ.Event{Type: EventMerge, Run: run.ID, Actor: who.Actor(), Action: writ.ActionMerge, Decision: d.ID,
+		Subject: res.Approval, Details: details}
 }
 
 // emptyTree is git's empty tree (SHA-1), the base of a first merge.

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, DESIGN.md §6). It does its own set-up and
-# runs, in order: gofmt, go vet, the tests with -race (the architecture and
-# dependency checks are tests), and the demo. .ci/run calls it with
-# WRIT_TEST_REQUIRE_ALL=1, which turns every skip for a missing dependency
-# into a failure.
+# runs, in order: gofmt, go vet, the build of bench/, the tests with -race
+# (the architecture and dependency checks are tests), and the demo. .ci/run
+# calls it with WRIT_TEST_REQUIRE_ALL=1, which turns every skip for a
+# missing dependency into a failure.
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -short     # extra flags go to `go test`
@@ -100,6 +100,13 @@ fi
 
 step "go vet"
 go vet ./...
+
+step "bench builds"
+# bench/ is a module of its own (the load programs bench/run.sh measures
+# with), outside ./... above: built and vetted here, never run, so it
+# cannot rot. The main module's Benchmark functions are compiled by the
+# test run below.
+(cd bench && go build ./... && go vet ./...)
 
 step "PostgreSQL"
 # The store's tests also run on PostgreSQL (sqlstore's conformance suite).

@@ -348,6 +348,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
+	cfg.normalize()
 	return cfg, nil
 }
 
@@ -374,37 +375,50 @@ func (c *Config) resolve(dir string) {
 }
 
 // Validate checks the config as a whole and returns the first problem with
-// the key it concerns.
+// the key it concerns. It does not change the config: normalize then puts
+// a valid config's values in their one spelling.
+//
+// The sections are checked in a fixed order (that order decides which
+// problem is reported first): the gateways' own sections, the server's
+// address and logging, the trigger and run limits, the audiences, policy,
+// and the named things (profiles, environments, repos, signers, agents).
 func (c *Config) Validate() error {
-	if err := notify.CheckWebhooks(c.Notify); err != nil {
-		return err
+	for _, check := range []func() error{
+		func() error { return notify.CheckWebhooks(c.Notify) },
+		c.Git.validate,
+		c.MCP.validate,
+		c.Heartbeat.validate,
+		c.Egress.Validate,
+		c.Builds.validate,
+		c.validateDeployments,
+		c.validateServer,
+		c.validateLimits,
+		c.validateAudiences,
+		c.validatePolicy,
+		c.validateNames,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
-	if err := c.Git.validate(); err != nil {
-		return err
-	}
-	if err := c.MCP.validate(); err != nil {
-		return err
-	}
-	if err := c.Heartbeat.validate(); err != nil {
-		return err
-	}
-	if err := c.Egress.Validate(); err != nil {
-		return err
-	}
-	if err := c.Builds.validate(); err != nil {
-		return err
-	}
-	if err := c.validateDeployments(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// normalize puts a valid config's values in their one spelling: publicURL
+// without a trailing slash (token audiences and DPoP htu are built by
+// appending paths to it). Call it once [Config.Validate] succeeds.
+func (c *Config) normalize() {
+	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+}
+
+// validateServer checks where the server is reached and listens, its
+// durability and its logging.
+func (c *Config) validateServer() error {
 	u, err := url.Parse(c.PublicURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil ||
 		(u.Path != "" && u.Path != "/") {
 		return fmt.Errorf("publicURL %q: want an absolute http(s) URL without a path, such as https://writ.example.org", c.PublicURL)
 	}
-	// One spelling: token audiences and DPoP htu are built by appending
-	// paths to it.
-	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if c.TrustDomain == "" {
 		return fmt.Errorf("trustDomain is required (for example writ.example.org)")
 	}
@@ -423,6 +437,11 @@ func (c *Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	return nil
+}
+
+// validateLimits checks the triggers and runs sections' bounds.
+func (c *Config) validateLimits() error {
 	if c.TriggerLeeway < time.Second || c.TriggerLeeway > 60*time.Second {
 		return fmt.Errorf("triggers.leeway %v: must be between 1s and 60s", c.TriggerLeeway)
 	}
@@ -435,6 +454,12 @@ func (c *Config) Validate() error {
 	if c.ExpiryInterval <= 0 || c.ExpiryInterval > time.Minute {
 		return fmt.Errorf("runs.expiryInterval %v: must be positive and at most 1m", c.ExpiryInterval)
 	}
+	return nil
+}
+
+// validateAudiences checks identity.audiences: downstream audiences only,
+// never writ's own API.
+func (c *Config) validateAudiences() error {
 	for i, aud := range c.Audiences {
 		if aud == "" || strings.ContainsAny(aud, " \t\n") || len(aud) > 512 {
 			return fmt.Errorf("identity.audiences[%d] %q: want a non-empty audience without spaces, such as https://vault.example.org", i, aud)
@@ -443,63 +468,112 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("identity.audiences[%d]: %q is writ's own API audience; list only downstream audiences", i, aud)
 		}
 	}
-	if c.Policy.Timeout < time.Millisecond || c.Policy.Timeout > 10*time.Second {
-		return fmt.Errorf("policy.timeout %v: must be between 1ms and 10s", c.Policy.Timeout)
+	return nil
+}
+
+// validatePolicy checks the policy section's bounds and approvers group.
+func (c *Config) validatePolicy() error {
+	p := c.Policy
+	if p.Timeout < time.Millisecond || p.Timeout > 10*time.Second {
+		return fmt.Errorf("policy.timeout %v: must be between 1ms and 10s", p.Timeout)
 	}
-	if c.Policy.Reload < 100*time.Millisecond || c.Policy.Reload > time.Hour {
-		return fmt.Errorf("policy.reload %v: must be between 100ms and 1h", c.Policy.Reload)
+	if p.Reload < 100*time.Millisecond || p.Reload > time.Hour {
+		return fmt.Errorf("policy.reload %v: must be between 100ms and 1h", p.Reload)
 	}
-	if c.Policy.Denials.Max < 0 || c.Policy.Denials.Max > 10000 {
-		return fmt.Errorf("policy.denials.max %d: must be between 0 (no threshold) and 10000", c.Policy.Denials.Max)
+	if p.Denials.Max < 0 || p.Denials.Max > 10000 {
+		return fmt.Errorf("policy.denials.max %d: must be between 0 (no threshold) and 10000", p.Denials.Max)
 	}
-	if c.Policy.Denials.Window < time.Minute || c.Policy.Denials.Window > 24*time.Hour {
-		return fmt.Errorf("policy.denials.window %v: must be between 1m and 24h", c.Policy.Denials.Window)
+	if p.Denials.Window < time.Minute || p.Denials.Window > 24*time.Hour {
+		return fmt.Errorf("policy.denials.window %v: must be between 1m and 24h", p.Denials.Window)
 	}
-	if c.Policy.ApprovalTTL < time.Minute || c.Policy.ApprovalTTL > 30*24*time.Hour {
-		return fmt.Errorf("policy.approvalTTL %v: must be between 1m and 720h", c.Policy.ApprovalTTL)
+	if p.ApprovalTTL < time.Minute || p.ApprovalTTL > 30*24*time.Hour {
+		return fmt.Errorf("policy.approvalTTL %v: must be between 1m and 720h", p.ApprovalTTL)
 	}
-	if !writ.ValidName(c.Policy.Approvers) {
-		return fmt.Errorf("policy.approvers %q: want a group name such as maintainers", c.Policy.Approvers)
+	if !writ.ValidName(p.Approvers) {
+		return fmt.Errorf("policy.approvers %q: want a group name such as maintainers", p.Approvers)
 	}
-	names := map[string]string{}
-	claim := func(kind, name string) error {
-		if !writ.ValidName(name) {
-			return fmt.Errorf("%s name %q: want lowercase letters, digits, '.', '_' or '-'", kind, name)
-		}
-		if prev, ok := names[kind+"/"+name]; ok {
-			return fmt.Errorf("%s %q is defined twice (%s)", kind, name, prev)
-		}
-		names[kind+"/"+name] = kind
-		return nil
+	return nil
+}
+
+// validateNames checks the named things — profiles, environments, repos,
+// signers and agents — each name unique within its kind, and the
+// references between them: a signer's may.profiles and an agent's
+// profiles name configured profiles, an agent's owner a human signer.
+func (c *Config) validateNames() error {
+	names := configNames{}
+	profiles, err := c.validateProfiles(names)
+	if err != nil {
+		return err
 	}
+	if err := c.validateEnvironments(names); err != nil {
+		return err
+	}
+	if err := c.validateRepos(names); err != nil {
+		return err
+	}
+	humans, err := c.validateSigners(names, profiles)
+	if err != nil {
+		return err
+	}
+	return c.validateAgents(names, profiles, humans)
+}
+
+// configNames are the names taken so far, by "kind/name".
+type configNames map[string]string
+
+// claim takes name for kind: a valid name, not yet taken for that kind.
+func (names configNames) claim(kind, name string) error {
+	if !writ.ValidName(name) {
+		return fmt.Errorf("%s name %q: want lowercase letters, digits, '.', '_' or '-'", kind, name)
+	}
+	if prev, ok := names[kind+"/"+name]; ok {
+		return fmt.Errorf("%s %q is defined twice (%s)", kind, name, prev)
+	}
+	names[kind+"/"+name] = kind
+	return nil
+}
+
+// validateProfiles checks the profiles and returns their names.
+func (c *Config) validateProfiles(names configNames) (map[string]bool, error) {
 	profiles := map[string]bool{}
 	for i, p := range c.Profiles {
-		if err := claim("profile", p.Name); err != nil {
-			return fmt.Errorf("profiles[%d]: %w", i, err)
+		if err := names.claim("profile", p.Name); err != nil {
+			return nil, fmt.Errorf("profiles[%d]: %w", i, err)
 		}
 		profiles[p.Name] = true
 		if p.MaxDuration <= 0 {
-			return fmt.Errorf("profiles[%d] %q: maxDuration must be a positive duration such as \"1h\"", i, p.Name)
+			return nil, fmt.Errorf("profiles[%d] %q: maxDuration must be a positive duration such as \"1h\"", i, p.Name)
 		}
 		for _, t := range p.Tools {
 			if err := writ.ValidateToolPattern(t); err != nil {
-				return fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
+				return nil, fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
 			}
 		}
 		for _, h := range p.Hosts {
 			if err := writ.ValidateHostPattern(h); err != nil {
-				return fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
+				return nil, fmt.Errorf("profiles[%d] %q: %w", i, p.Name, err)
 			}
 		}
 		if b := p.Budgets; b.CallsPerMinute < 0 || b.TotalCalls < 0 || b.Children < 0 {
-			return fmt.Errorf("profiles[%d] %q: budgets must not be negative (0 means unlimited)", i, p.Name)
+			return nil, fmt.Errorf("profiles[%d] %q: budgets must not be negative (0 means unlimited)", i, p.Name)
 		}
 	}
+	return profiles, nil
+}
+
+// validateEnvironments checks the environments' names.
+func (c *Config) validateEnvironments(names configNames) error {
 	for i, e := range c.Environments {
-		if err := claim("environment", e.Name); err != nil {
+		if err := names.claim("environment", e.Name); err != nil {
 			return fmt.Errorf("environments[%d]: %w", i, err)
 		}
 	}
+	return nil
+}
+
+// validateRepos checks the repos: owner/repo names, each once, and their
+// protected branch and path patterns.
+func (c *Config) validateRepos(names configNames) error {
 	for i, r := range c.Repos {
 		if !writ.ValidRepoName(r.Name) {
 			return fmt.Errorf("repos[%d] %q: want owner/repo of [a-z0-9._-]", i, r.Name)
@@ -519,28 +593,40 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	return nil
+}
+
+// validateSigners checks the signers against the profiles and returns the
+// names of the human ones.
+func (c *Config) validateSigners(names configNames, profiles map[string]bool) (map[string]bool, error) {
 	humans := map[string]bool{}
 	for i, s := range c.Signers {
-		if err := claim("signer", s.Name); err != nil {
-			return fmt.Errorf("signers[%d]: %w", i, err)
+		if err := names.claim("signer", s.Name); err != nil {
+			return nil, fmt.Errorf("signers[%d]: %w", i, err)
 		}
 		if s.Kind != writ.SignerHuman && s.Kind != writ.SignerSystem {
-			return fmt.Errorf("signers[%d] %q: kind %q: want human or system", i, s.Name, s.Kind)
+			return nil, fmt.Errorf("signers[%d] %q: kind %q: want human or system", i, s.Name, s.Kind)
 		}
 		if s.Kind == writ.SignerHuman {
 			humans[s.Name] = true
 		}
 		if len(s.Keys) == 0 {
-			return fmt.Errorf("signers[%d] %q: at least one public key is required", i, s.Name)
+			return nil, fmt.Errorf("signers[%d] %q: at least one public key is required", i, s.Name)
 		}
 		for _, p := range s.MayProfiles {
 			if !strings.Contains(p, "*") && !profiles[p] {
-				return fmt.Errorf("signers[%d] %q: may.profiles names unknown profile %q", i, s.Name, p)
+				return nil, fmt.Errorf("signers[%d] %q: may.profiles names unknown profile %q", i, s.Name, p)
 			}
 		}
 	}
+	return humans, nil
+}
+
+// validateAgents checks the agents against the profiles and the human
+// signers that own them.
+func (c *Config) validateAgents(names configNames, profiles, humans map[string]bool) error {
 	for i, a := range c.Agents {
-		if err := claim("agent", a.Name); err != nil {
+		if err := names.claim("agent", a.Name); err != nil {
 			return fmt.Errorf("agents[%d]: %w", i, err)
 		}
 		if !humans[a.Owner] {

@@ -94,6 +94,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.normalize()
 	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -75,6 +75,57 @@ func errRunNotFound(id writ.RunID) error {
 // empty) Run are filled in as described in the package documentation. At
 // least one event is required.
 func (db *DB) CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRecord, events ...*writ.Event) error {
+	if err := db.checkNewRun(run, trig, events); err != nil {
+		return err
+	}
+	row, err := encodeNewRun(run, trig)
+	if err != nil {
+		return err
+	}
+	if !run.EndedAt.IsZero() {
+		return writ.Errorf(writ.KindInvalid, "invalid_run", "a new run cannot have ended")
+	}
+
+	return db.write(ctx, func(tx *wtx) error {
+		if err := tx.checkKillSwitches(run.Agent); err != nil {
+			return err
+		}
+		createdAt := run.CreatedAt
+		if createdAt.IsZero() {
+			createdAt = tx.now
+		}
+		created, err := encTime("createdAt", createdAt)
+		if err != nil {
+			return err
+		}
+		if err := tx.recordTrigger(trig, run.ID, row.expires); err != nil {
+			return err
+		}
+		if row.parent != nil {
+			if err := tx.checkParentExists(run.Parent); err != nil {
+				return err
+			}
+		}
+		if err := tx.insertRun(run, created, row.deadline, row.parent, row.scope); err != nil {
+			return err
+		}
+		for _, ev := range events {
+			if ev.Run == "" {
+				ev.Run = run.ID
+			}
+			if err := tx.appendEvent(ev); err != nil {
+				return err
+			}
+		}
+		run.CreatedAt = createdAt
+		return nil
+	})
+}
+
+// checkNewRun checks the arguments of [DB.CreateRun] and fills in run's
+// defaults as it goes: a new ID, the active state, and the trigger id and
+// digest from trig, which the run must agree with.
+func (db *DB) checkNewRun(run *writ.Run, trig writ.TriggerRecord, events []*writ.Event) error {
 	if run == nil {
 		return errors.New("sqlstore: CreateRun: nil run")
 	}
@@ -119,76 +170,69 @@ func (db *DB) CreateRun(ctx context.Context, run *writ.Run, trig writ.TriggerRec
 		return fmt.Errorf("sqlstore: CreateRun: run %s names trigger %s (%s) but the trigger record is %s (%s)",
 			run.ID, run.TriggerID, run.TriggerDigest, trig.ID, trig.Digest)
 	}
-	scope, err := json.Marshal(run.Scope)
-	if err != nil {
-		return fmt.Errorf("sqlstore: CreateRun: scope: %w", err)
-	}
-	deadline, err := encTime("deadline", run.Deadline)
-	if err != nil {
-		return err
-	}
-	expires, err := encTime("trigger expiry", trig.ExpiresAt)
-	if err != nil {
-		return err
-	}
-	if !run.EndedAt.IsZero() {
-		return writ.Errorf(writ.KindInvalid, "invalid_run", "a new run cannot have ended")
-	}
-	var parent any
-	if run.Parent != "" {
-		parent = string(run.Parent)
-	}
+	return nil
+}
 
-	return db.write(ctx, func(tx *wtx) error {
-		if err := tx.checkKillSwitches(run.Agent); err != nil {
-			return err
+// newRunRow is a new run's columns as stored, encoded before the
+// transaction: its scope, its deadline and its trigger's expiry, and its
+// parent (nil for a root run).
+type newRunRow struct {
+	scope             []byte
+	deadline, expires int64
+	parent            any
+}
+
+// encodeNewRun encodes the columns of a new run started by trig.
+func encodeNewRun(run *writ.Run, trig writ.TriggerRecord) (newRunRow, error) {
+	var row newRunRow
+	var err error
+	if row.scope, err = json.Marshal(run.Scope); err != nil {
+		return newRunRow{}, fmt.Errorf("sqlstore: CreateRun: scope: %w", err)
+	}
+	if row.deadline, err = encTime("deadline", run.Deadline); err != nil {
+		return newRunRow{}, err
+	}
+	if row.expires, err = encTime("trigger expiry", trig.ExpiresAt); err != nil {
+		return newRunRow{}, err
+	}
+	if run.Parent != "" {
+		row.parent = string(run.Parent)
+	}
+	return row, nil
+}
+
+// recordTrigger puts trig's id into the replay table for run: a trigger
+// id already there is a replay, refused with KindConflict and code
+// "replay", naming the run it started.
+func (tx *wtx) recordTrigger(trig writ.TriggerRecord, run writ.RunID, expires int64) error {
+	res, err := tx.exec(tx.db.d.insertIgnore("trigger_replay", "id", "id", "digest", "signer", "run", "expires_at", "created_at"),
+		trig.ID, trig.Digest, trig.Signer, string(run), expires, tx.now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("sqlstore: record trigger: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlstore: record trigger: %w", err)
+	} else if n == 0 {
+		var prev string
+		if err := tx.queryRow("SELECT run FROM trigger_replay WHERE id = ?", trig.ID).Scan(&prev); err != nil {
+			return fmt.Errorf("sqlstore: look up replayed trigger: %w", err)
 		}
-		createdAt := run.CreatedAt
-		if createdAt.IsZero() {
-			createdAt = tx.now
-		}
-		created, err := encTime("createdAt", createdAt)
-		if err != nil {
-			return err
-		}
-		res, err := tx.exec(tx.db.d.insertIgnore("trigger_replay", "id", "id", "digest", "signer", "run", "expires_at", "created_at"),
-			trig.ID, trig.Digest, trig.Signer, string(run.ID), expires, tx.now.UnixNano())
-		if err != nil {
-			return fmt.Errorf("sqlstore: record trigger: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("sqlstore: record trigger: %w", err)
-		} else if n == 0 {
-			var prev string
-			if err := tx.queryRow("SELECT run FROM trigger_replay WHERE id = ?", trig.ID).Scan(&prev); err != nil {
-				return fmt.Errorf("sqlstore: look up replayed trigger: %w", err)
-			}
-			return writ.Errorf(writ.KindConflict, "replay",
-				"trigger %s was already used to start run %s; sign a new trigger with a fresh id", trig.ID, prev)
-		}
-		if parent != nil {
-			var one int
-			err := tx.queryRow("SELECT 1 FROM runs WHERE id = ?", parent).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return writ.Errorf(writ.KindNotFound, "run_not_found", "parent run %s not found", run.Parent)
-			} else if err != nil {
-				return fmt.Errorf("sqlstore: look up parent run: %w", err)
-			}
-		}
-		if err := tx.insertRun(run, created, deadline, parent, scope); err != nil {
-			return err
-		}
-		for _, ev := range events {
-			if ev.Run == "" {
-				ev.Run = run.ID
-			}
-			if err := tx.appendEvent(ev); err != nil {
-				return err
-			}
-		}
-		run.CreatedAt = createdAt
-		return nil
-	})
+		return writ.Errorf(writ.KindConflict, "replay",
+			"trigger %s was already used to start run %s; sign a new trigger with a fresh id", trig.ID, prev)
+	}
+	return nil
+}
+
+// checkParentExists refuses a run whose parent is not stored.
+func (tx *wtx) checkParentExists(parent writ.RunID) error {
+	var one int
+	err := tx.queryRow("SELECT 1 FROM runs WHERE id = ?", string(parent)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return writ.Errorf(writ.KindNotFound, "run_not_found", "parent run %s not found", parent)
+	} else if err != nil {
+		return fmt.Errorf("sqlstore: look up parent run: %w", err)
+	}
+	return nil
 }
 
 func (tx *wtx) insertRun(run *writ.Run, created, deadline int64, parent any, scope []byte) error {
