@@ -74,6 +74,7 @@ type Server struct {
 	git       *gitgw.Gateway // nil without a git binary
 	egress    *egress.Proxy
 	gates     *gate.Gates
+	attester  *gate.Attester
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -235,6 +236,8 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	s.attester = gate.NewAttester(gate.AttesterConfig{Store: attestStore{store}, Log: s.audit, Key: keys.Attest,
+		TrustDomain: cfg.TrustDomain, Logger: s.log})
 	if s.gates, err = s.newGates(o.Sandbox); err != nil {
 		s.broker.close()
 		store.Close()

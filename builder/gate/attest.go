@@ -90,5 +90,3 @@ func RunPredicate(run *writ.Run, es []writ.LogEntry, trustDomain string) *attest
 	}
 	return &attest.RunPredicate{Run: string(run.ID), Witnessed: w, AgentAsserted: asserted}
 }
-
-// attestPublicPEM is the attest key's public half, PEM (nil if it cannot
