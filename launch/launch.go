@@ -211,7 +211,6 @@ func (l *launcher) fresh(ctx context.Context) (*client.Client, error) {
 }
 
 func (l *launcher) launch(ctx context.Context) (int, error) {
-	c := l.client()
 	var err error
 	l.agentDir, err = os.MkdirTemp("", "writ-run-")
 	if err != nil {
@@ -227,7 +226,9 @@ func (l *launcher) launch(ctx context.Context) (int, error) {
 	if err := l.refreshAgentTokens(ctx, servers); err != nil {
 		return ExitLauncher, fail(ExitLauncher, "agent token: %v", err)
 	}
-	egress, err := c.RequestCredential(ctx, string(l.run.ID), &writ.CredentialRequest{Kind: writ.CredentialEgress, Target: "proxy"})
+	// The client refreshAgentTokens left: its token may have just been
+	// refreshed.
+	egress, err := l.client().RequestCredential(ctx, string(l.run.ID), &writ.CredentialRequest{Kind: writ.CredentialEgress, Target: "proxy"})
 	if err != nil {
 		return ExitLauncher, fail(ExitLauncher, "egress lease: %v", err)
 	}
@@ -250,6 +251,10 @@ func (l *launcher) launch(ctx context.Context) (int, error) {
 
 	cmd, err := l.command(env)
 	if err != nil {
+		var le *Error
+		if errors.As(err, &le) {
+			return le.Code, err // 127: CMD not found in its PATH
+		}
 		return ExitLauncher, err
 	}
 	if err := cmd.Start(); err != nil {
