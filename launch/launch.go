@@ -72,6 +72,10 @@ type Config struct {
 	Env []string
 	// Grace is how long CMD has between SIGTERM and SIGKILL (default 10s).
 	Grace time.Duration
+	// TokenRefresh is how often CMD's token files (its unbound API token
+	// and MCP tokens) are replaced with new ones (default 2 minutes, 40%
+	// of a token's 5-minute life). It must stay well below that life.
+	TokenRefresh time.Duration
 	// Stdin, Stdout, Stderr are CMD's streams; Log gets the launcher's own
 	// lines (never a credential).
 	Stdin          io.Reader
@@ -127,6 +131,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
+	}
+	if cfg.TokenRefresh <= 0 {
+		cfg.TokenRefresh = 2 * time.Minute
 	}
 	ws, err := checkWorkspace(cfg.Workspace, cfg.Env)
 	if err != nil {
@@ -428,16 +435,10 @@ func (l *launcher) heartbeats(done <-chan struct{}, stop func(string)) {
 }
 
 // refresher keeps CMD's token files fresh: a new unbound token (and MCP
-// tokens) once the current ones are past 40% of their life.
+// tokens) every Config.TokenRefresh.
 func (l *launcher) refresher(done <-chan struct{}, servers []string) {
 	for {
-		wait := 2 * time.Minute
-		if d := os.Getenv("WRIT_TEST_TOKEN_REFRESH"); d != "" {
-			if v, err := time.ParseDuration(d); err == nil {
-				wait = v
-			}
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(l.cfg.TokenRefresh)
 		select {
 		case <-done:
 			t.Stop()
