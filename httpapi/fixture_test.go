@@ -29,6 +29,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/token"
@@ -69,24 +70,6 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is an API over a real SQLite store in t.TempDir(), served by an
 // httptest server, with a fixed clock and these principals:
 //
@@ -105,7 +88,7 @@ type fixture struct {
 	rules  *trigger.Rules
 	humans map[string]*writ.Signer
 	keys   map[string]crypto.Signer
-	logs   *syncBuffer
+	logs   *writtest.SyncBuffer
 	api    *httpapi.API
 	svc    *runs.Service
 	srv    *httptest.Server
@@ -121,7 +104,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, clock: &clock{t: t0}, logs: &syncBuffer{}, keys: map[string]crypto.Signer{}, tokens: map[string]string{}}
+	f := &fixture{t: t, clock: &clock{t: t0}, logs: &writtest.SyncBuffer{}, keys: map[string]crypto.Signer{}, tokens: map[string]string{}}
 	f.dbPath = filepath.Join(t.TempDir(), "writ.db")
 	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: "sqlite://" + f.dbPath, Now: f.clock.Now})
 	if err != nil {

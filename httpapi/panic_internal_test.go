@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,28 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/writ-dev/writ/api"
+	"github.com/writ-dev/writ/internal/writtest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestInternalFailuresAreGeneric: a handler that panics or returns an
 // error that is not a *writ.Error gets a 500 whose body is a generic
@@ -42,7 +24,7 @@ func (l *lockedBuffer) String() string {
 // The routes are test-only, added through the package's own route table
 // helper (the API has no exported seam for this).
 func TestInternalFailuresAreGeneric(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &writtest.SyncBuffer{}
 	a := New(Config{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	const secret = "hunter2-internal-detail"
 	a.route("GET /v1/test/panic", a.public(func(http.ResponseWriter, *http.Request) error {

@@ -72,6 +72,10 @@ type Config struct {
 	Env []string
 	// Grace is how long CMD has between SIGTERM and SIGKILL (default 10s).
 	Grace time.Duration
+	// TokenRefresh is how often CMD's token files (its unbound API token
+	// and MCP tokens) are replaced with new ones (default 2 minutes, 40%
+	// of a token's 5-minute life). It must stay well below that life.
+	TokenRefresh time.Duration
 	// Stdin, Stdout, Stderr are CMD's streams; Log gets the launcher's own
 	// lines (never a credential).
 	Stdin          io.Reader
@@ -127,6 +131,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = 10 * time.Second
+	}
+	if cfg.TokenRefresh <= 0 {
+		cfg.TokenRefresh = 2 * time.Minute
 	}
 	ws, err := checkWorkspace(cfg.Workspace, cfg.Env)
 	if err != nil {
@@ -211,7 +218,6 @@ func (l *launcher) fresh(ctx context.Context) (*client.Client, error) {
 }
 
 func (l *launcher) launch(ctx context.Context) (int, error) {
-	c := l.client()
 	var err error
 	l.agentDir, err = os.MkdirTemp("", "writ-run-")
 	if err != nil {
@@ -227,7 +233,9 @@ func (l *launcher) launch(ctx context.Context) (int, error) {
 	if err := l.refreshAgentTokens(ctx, servers); err != nil {
 		return ExitLauncher, fail(ExitLauncher, "agent token: %v", err)
 	}
-	egress, err := c.RequestCredential(ctx, string(l.run.ID), &writ.CredentialRequest{Kind: writ.CredentialEgress, Target: "proxy"})
+	// The client refreshAgentTokens left: its token may have just been
+	// refreshed.
+	egress, err := l.client().RequestCredential(ctx, string(l.run.ID), &writ.CredentialRequest{Kind: writ.CredentialEgress, Target: "proxy"})
 	if err != nil {
 		return ExitLauncher, fail(ExitLauncher, "egress lease: %v", err)
 	}
@@ -250,6 +258,10 @@ func (l *launcher) launch(ctx context.Context) (int, error) {
 
 	cmd, err := l.command(env)
 	if err != nil {
+		var le *Error
+		if errors.As(err, &le) {
+			return le.Code, err // 127: CMD not found in its PATH
+		}
 		return ExitLauncher, err
 	}
 	if err := cmd.Start(); err != nil {
@@ -423,16 +435,10 @@ func (l *launcher) heartbeats(done <-chan struct{}, stop func(string)) {
 }
 
 // refresher keeps CMD's token files fresh: a new unbound token (and MCP
-// tokens) once the current ones are past 40% of their life.
+// tokens) every Config.TokenRefresh.
 func (l *launcher) refresher(done <-chan struct{}, servers []string) {
 	for {
-		wait := 2 * time.Minute
-		if d := os.Getenv("WRIT_TEST_TOKEN_REFRESH"); d != "" {
-			if v, err := time.ParseDuration(d); err == nil {
-				wait = v
-			}
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(l.cfg.TokenRefresh)
 		select {
 		case <-done:
 			t.Stop()

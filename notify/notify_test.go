@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/sqlstore"
 )
@@ -247,25 +248,7 @@ func stored(t *testing.T, db *sqlstore.DB, id string) sqlstore.StoredEvent {
 	}
 }
 
-// syncBuffer is a log sink safe to read while the notifier writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func debugLogger(buf *syncBuffer) *slog.Logger {
+func debugLogger(buf *writtest.SyncBuffer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -438,7 +421,7 @@ func TestDeadReceiverMovesOn(t *testing.T) {
 		}
 		return http.StatusAccepted
 	})
-	logs := &syncBuffer{}
+	logs := &writtest.SyncBuffer{}
 	n := start(t, notify.Config{Store: newStore(db), Webhooks: []notify.Webhook{{URL: rc.URL}}, Backoff: tiny, MaxAttempts: 3, Logger: debugLogger(logs), Poll: 10 * time.Millisecond})
 	bad := approval("approval.requested", "apr_bad")
 	bad.ID = "01JBADEVENT0000000000000000"
@@ -598,7 +581,7 @@ func TestURLNeverLogged(t *testing.T) {
 	}
 	dead := "http://user:s3cr3tPASS@" + ln.Addr().String() + "/hook/s3cr3tDEAD"
 	ln.Close()
-	logs := &syncBuffer{}
+	logs := &writtest.SyncBuffer{}
 	log := debugLogger(logs)
 	hooks := []notify.Webhook{
 		{URL: rc.URL + "/services/T0/B0/s3cr3tPATH?token=s3cr3tQUERY", Format: notify.FormatSlack},

@@ -24,6 +24,7 @@ import (
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/attest"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/server"
 	"github.com/writ-dev/writ/token"
 	"github.com/writ-dev/writ/trigger"
@@ -39,15 +40,15 @@ type approver struct {
 type approvalRig struct {
 	*policyRig
 	humans map[string]*approver
-	clock  *atomic.Int64 // offset added to the real time, in ns
-	logs   *syncBuffer   // the server's log, at debug level
+	clock  *atomic.Int64        // offset added to the real time, in ns
+	logs   *writtest.SyncBuffer // the server's log, at debug level
 }
 
 // startApprovals starts a dev server with three more humans: bob and carol
 // (maintainers) and dave (not a maintainer).
 func startApprovals(t testing.TB, mod func(cfg *server.Config)) *approvalRig {
 	t.Helper()
-	rig := &approvalRig{humans: map[string]*approver{}, clock: new(atomic.Int64), logs: &syncBuffer{}}
+	rig := &approvalRig{humans: map[string]*approver{}, clock: new(atomic.Int64), logs: &writtest.SyncBuffer{}}
 	keys := map[string]crypto.Signer{}
 	d := prepareDev(t)
 	for _, h := range []struct {

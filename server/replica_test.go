@@ -16,6 +16,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/auditlog"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/server"
 	"github.com/writ-dev/writ/sqlstore"
 )
@@ -68,7 +69,7 @@ func TestReplicas(t *testing.T) {
 	d := prepareDev(t)
 	d.cfg.Store = dsn
 	d.cfg.PublicURL = "http://writ-replicas.test" // the load balancer's
-	var logA syncBuffer
+	var logA writtest.SyncBuffer
 	loggerA, err := server.NewLogger(&logA, "text", "debug")
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/server"
 	"github.com/writ-dev/writ/sqlstore"
 	"github.com/writ-dev/writ/trigger"
@@ -495,7 +496,7 @@ func TestGracefulShutdown(t *testing.T) {
 // refused and accepted triggers and a restart without one of the humans,
 // and then searches the log for every token secret and every private key.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs writtest.SyncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := prepareDev(t)
 	bobKey := filepath.Join(d.env.Dir, "bob.key")
@@ -606,24 +607,6 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			}
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestNewRefuses: configurations that pass ParseConfig but cannot serve

@@ -41,6 +41,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/server"
 	"github.com/writ-dev/writ/trigger"
 )
@@ -310,7 +311,7 @@ func waitLogged(ctx context.Context, c *client.Client, n int64, timeout time.Dur
 type serveProc struct {
 	cmd  *exec.Cmd
 	url  string
-	logs *syncBuffer // its stderr: JSON log lines
+	logs *writtest.SyncBuffer // its stderr: JSON log lines
 	done chan struct{}
 	err  error // cmd.Wait's, once done is closed
 }
@@ -327,7 +328,7 @@ func startServe(t *testing.T, cfgPath string, extra ...string) *serveProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &serveProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &serveProc{cmd: cmd, logs: &writtest.SyncBuffer{}, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -389,24 +390,6 @@ func (p *serveProc) stop(t *testing.T) {
 	if p.err != nil {
 		t.Errorf("writ serve exited with %v\n%s", p.err, p.logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // installation is what `writ init` writes, with a bootstrap admin token.
@@ -958,7 +941,7 @@ func TestAuditTailFollow(t *testing.T) {
 			if asJSON {
 				args = append(args, "--json")
 			}
-			var stdout, stderr syncBuffer
+			var stdout, stderr writtest.SyncBuffer
 			tctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			done := make(chan int, 1)
@@ -1002,7 +985,7 @@ func TestAuditTailFollow(t *testing.T) {
 }
 
 // waitOutput waits (up to 30 s) until out holds s.
-func waitOutput(t *testing.T, out *syncBuffer, s string) {
+func waitOutput(t *testing.T, out *writtest.SyncBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), s) {
