@@ -184,7 +184,7 @@ func MatchAnyName(pats []string, name string) bool {
 }
 
 // Within lists every item of s that lies outside parent, each as
-// "kind:item", for a child run's scope (DESIGN.md §4.4: a child's scope is
+// "kind:item", for a child run's scope (docs/design.md §4.4: a child's scope is
 // a subset of its parent's). A repo must be one the parent names, with the
 // same base branch, writable only if the parent's is, and every path
 // covered by the parent's paths for it (no paths means the whole repo).

@@ -21,8 +21,8 @@ const module = "github.com/writ-dev/writ"
 
 var update = flag.Bool("update", false, "rewrite deps.txt from go list -deps ./cmd/writ")
 
-// TestArch enforces the import rules of STYLE.md §4 ("Dependency
-// direction") and the package-doc rule on the whole module. The rules
+// TestArch enforces the import rules of CONTRIBUTING.md §5
+// and the package-doc rule on the whole module. The rules
 // themselves are tested in internal/archtest.
 func TestArch(t *testing.T) {
 	g, err := archtest.Load(".")
@@ -44,7 +44,7 @@ func TestArch(t *testing.T) {
 	}
 }
 
-// depsFile is the checked-in dependency snapshot (STYLE.md §5, rule 19).
+// depsFile is the checked-in dependency snapshot (CONTRIBUTING.md §5).
 const depsFile = "deps.txt"
 
 const depsHeader = `# deps.txt: the packages outside the standard library and outside this

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Event types of builds, releases and deployments (DESIGN.md §4.6).
+// Event types of builds, releases and deployments (docs/design.md §4.6).
 const (
 	EventBuild      = "build"
 	EventRelease    = "release"

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Action kinds (DESIGN.md §4.4).
+// Action kinds (docs/design.md §4.4).
 const (
 	ActionTool       = "tool"
 	ActionMCPCall    = "mcp.call"
@@ -245,7 +245,7 @@ type Decision struct {
 }
 
 // Enforced reports whether d counts toward denial thresholds and budgets:
-// advisory hook decisions and dry runs do not (DESIGN.md §4.4).
+// advisory hook decisions and dry runs do not (docs/design.md §4.4).
 func (d *Decision) Enforced() bool { return !d.DryRun && !strings.HasPrefix(d.Via, "hook:") }
 
 // Outcome is the result of an allowed action, reported by its caller.
@@ -330,7 +330,7 @@ const (
 	EventApprovalRefused = "approval.refused"
 )
 
-// Approval subject kinds (DESIGN.md §4.5).
+// Approval subject kinds (docs/design.md §4.5).
 const (
 	SubjectCommit   = "commit"
 	SubjectArtifact = "artifact"

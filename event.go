@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Event types (DESIGN.md §4.6): dotted and stable.
+// Event types (docs/design.md §4.6): dotted and stable.
 const (
 	EventTriggerAccepted = "trigger.accepted"
 	EventTriggerRefused  = "trigger.refused"

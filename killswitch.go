@@ -2,7 +2,7 @@ package writ
 
 import "time"
 
-// Kill switch events (DESIGN.md §4.3, C-PO7): an admin disabled or
+// Kill switch events (docs/design.md §4.3, C-PO7): an admin disabled or
 // re-enabled an agent, or turned the global freeze on or off.
 const (
 	EventAgentDisabled = "agent.disabled"

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Event types of the credential broker (DESIGN.md §4.6).
+// Event types of the credential broker (docs/design.md §4.6).
 const (
 	EventCredentialIssued  = "credential.issued"
 	EventCredentialRevoked = "credential.revoked"
@@ -37,7 +37,7 @@ const (
 )
 
 // MaxLeaseTTL is the longest any lease lives, whatever policy says
-// (DESIGN.md §4.2: downstream credentials ≤ 5 min by default; policy may
+// (docs/design.md §4.2: downstream credentials ≤ 5 min by default; policy may
 // lower it, and the run's deadline always caps it).
 const MaxLeaseTTL = 15 * time.Minute
 

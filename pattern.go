@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Patterns (DESIGN.md §4.4) are implemented once, here, and handed to
+// Patterns (docs/design.md §4.4) are implemented once, here, and handed to
 // policy as data:
 //
 //   - paths, repos, environments, secrets, agent and profile names: "/"

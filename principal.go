@@ -71,7 +71,7 @@ type HumanToken struct {
 	CreatedBy string    `json:"createdBy"`
 }
 
-// SigningKey is one public key of writ's signing history (DESIGN.md §4.7):
+// SigningKey is one public key of writ's signing history (docs/design.md §4.7):
 // the private half stays in a file; the store keeps the public half so
 // every replica publishes the same set. A key is current until it is
 // retired by a rotation; it stays published until NotAfter, when every

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// RunState is the lifecycle state of a run (DESIGN.md §4.3):
+// RunState is the lifecycle state of a run (docs/design.md §4.3):
 // active ⇄ suspended, then exactly one of ended, killed or expired.
 type RunState string
 

@@ -8,7 +8,7 @@ import (
 )
 
 // TestRunStateTransitions checks CanTransition for every pair of states
-// (and two invalid ones) against DESIGN.md §4.3: active ⇄ suspended, then
+// (and two invalid ones) against docs/design.md §4.3: active ⇄ suspended, then
 // one of ended | killed | expired, which are final.
 func TestRunStateTransitions(t *testing.T) {
 	const (

@@ -14,7 +14,7 @@ const (
 	TriggerSSHNS       = "writ-trigger"
 )
 
-// Trigger is the signed task mandate that starts a run (DESIGN.md §4.1).
+// Trigger is the signed task mandate that starts a run (docs/design.md §4.1).
 // Its JSON form is the signed payload; it is decoded strictly from the exact
 // signed bytes.
 type Trigger struct {

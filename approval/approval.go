@@ -1,4 +1,4 @@
-// Package approval is writ's approval service (DESIGN.md §4.5): the
+// Package approval is writ's approval service (docs/design.md §4.5): the
 // statement a human signs, the checks a signed verdict must pass — a
 // configured human's own key over the exact statement bytes, separation of
 // duties, the required group, distinct humans up to the count, a request
@@ -42,7 +42,7 @@ const (
 	Deny    = "deny"
 )
 
-// Statement is the canonical approval statement (DESIGN.md §4.5). The
+// Statement is the canonical approval statement (docs/design.md §4.5). The
 // server fixes its bytes: [StatementBytes] of the same request, verdict and
 // approver are always the same bytes, and a signature counts only over
 // exactly those.
@@ -143,7 +143,7 @@ func (s *Service) Statement(ctx context.Context, p *writ.Principal, id, verdict 
 }
 
 // Submit checks a signed verdict of human p on approval id and records
-// it. body is the signed statement in either wire form of DESIGN.md §4.1:
+// it. body is the signed statement in either wire form of docs/design.md §4.1:
 // a DSSE envelope of [PayloadType], or {"payload", "sshsig"} with SSH
 // namespace [SSHNamespace]. A refusal of an authenticated human is an
 // approval.refused event.

@@ -1,6 +1,6 @@
 package approval_test
 
-// Security review of the approval service (DESIGN.md §4.5, THREATS.md
+// Security review of the approval service (docs/design.md §4.5, docs/threat-model.md
 // C-AP2): regressions for the checks a signed verdict must pass, against an
 // in-memory store.
 

@@ -16,7 +16,7 @@
 // # The log
 //
 // The store writes every event into an outbox in the same transaction as
-// the state change it records (DESIGN.md §4.6). A single integrator, [Log],
+// the state change it records (docs/design.md §4.6). A single integrator, [Log],
 // takes the committed events in commit order and gives each the next log
 // index ("seq"). The leaf of entry i is
 //
@@ -40,7 +40,7 @@
 //	<root hash, standard base64>
 //
 // writ's origin is "<trust-domain>/audit" and its signature is the Ed25519
-// log key of DESIGN.md §4.7. C2SP allows opaque extension lines after the
+// log key of docs/design.md §4.7. C2SP allows opaque extension lines after the
 // root; writ writes none and [OpenCheckpoint] refuses them, so a checkpoint
 // carries nothing a verifier does not check. Signatures by other keys
 // (witness cosignatures) are ignored, as the signed-note format requires.

@@ -48,7 +48,7 @@ type Store interface {
 // Config configures a [Log].
 type Config struct {
 	Store  Store
-	Signer note.Signer // the log key (DESIGN.md §4.7)
+	Signer note.Signer // the log key (docs/design.md §4.7)
 	Origin string      // the checkpoints' origin line, "<trust-domain>/audit"
 	Logger *slog.Logger
 	// MaxBatch is the most events one checkpoint adds; 0 means 4096.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh — writ's performance, each figure next to a peer, in one run
-# (DESIGN.md §6). Results and the commands behind them: docs/performance.md.
+# (docs/design.md §6). Results and the commands behind them: docs/performance.md.
 #
 #   bench/run.sh                 # everything, a few minutes on 2 cores
 #   N=2000 bench/run.sh          # fewer runs per load step
@@ -29,7 +29,7 @@
 #        SPIRE_BIN=DIR       DIR holds a spire-server binary;
 #        BUILD_SPIRE=1       build spire-server v1.13.3 once into
 #                            ${XDG_CACHE_HOME:-~/.cache}/writ-bench/ (~5 min;
-#                            ../shared/TOOLS.md); otherwise "SPIRE: not measured".
+#                            CONTRIBUTING.md §7); otherwise "SPIRE: not measured".
 #
 #   j. the audit log (issue 4): durable events per second through the store
 #      (DB.AppendEvent, group commit, durability normal and full; alone and
@@ -65,7 +65,7 @@
 #      RSS of an idle `writ serve --dev` beside the same server built from
 #      b2e2283, the last commit without the policy engine. OPA v1.22.3 is
 #      built once into ${XDG_CACHE_HOME:-~/.cache}/writ-bench/bin (about
-#      1 minute; ../shared/TOOLS.md), or taken from OPA_BIN=DIR.
+#      1 minute; CONTRIBUTING.md §7), or taken from OPA_BIN=DIR.
 #
 #   ONLY=policy bench/run.sh     # step k alone (about 3 minutes, plus 1 to build OPA once)
 #   POLICY_RATES="250 1000" ...  # step k: fixed rates, decisions/s (the default)
@@ -162,7 +162,7 @@ spire_dir() {
     return 0
   fi
   [ "${BUILD_SPIRE:-0}" = 1 ] || return 0
-  # Outside the clone, once per machine (../shared/TOOLS.md): a scratch
+  # Outside the clone, once per machine (CONTRIBUTING.md §7): a scratch
   # module that pins spire-server as a tool, then go install (a plain
   # `go install …@version` is refused for SPIRE).
   local cache=${XDG_CACHE_HOME:-$HOME/.cache}/writ-bench/spire-$SPIRE_VERSION

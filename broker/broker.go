@@ -267,7 +267,7 @@ func (b *Broker) prepare(run *writ.Run, req *writ.CredentialRequest, perms []str
 	approved := d.Approval != nil && d.Approval.ID != "" && len(d.Reasons) > 0 && d.Reasons[0].Code == "approved"
 	if req.Kind == writ.CredentialSecret && !approved {
 		// A static secret is handed out only after a human approved it,
-		// whatever a custom policy says (THREATS.md §8).
+		// whatever a custom policy says (docs/threat-model.md C-ID4, INV-5).
 		return nil, nil, refuse(writ.KindDenied, "secret_requires_approval", "a static secret is handed to a run only after a human approval; this policy allowed it without one, so the broker refuses")
 	}
 	now := b.now()

@@ -12,7 +12,7 @@ import (
 	"github.com/writ-dev/writ"
 )
 
-// Egress proxy credentials (DESIGN.md §4.2): the egress proxy takes an
+// Egress proxy credentials (docs/design.md §4.2): the egress proxy takes an
 // opaque per-run lease, valid until the run's deadline and revoked when the
 // run stops, as its proxy credential. The lease itself grants nothing but
 // the right to ask the proxy: every connection through it is its own

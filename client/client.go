@@ -71,7 +71,7 @@ type Run = api.StartedRun
 // runOf is the Run of a run view, without a token.
 func runOf(v *api.RunView) Run { return Run{Run: v.Run, SPIFFEID: v.SPIFFEID} }
 
-// StartRun posts a signed trigger (either wire form of DESIGN.md §4.1).
+// StartRun posts a signed trigger (either wire form of docs/design.md §4.1).
 // With a DPoP key, the run's first token is bound to it.
 func (c *Client) StartRun(ctx context.Context, signed []byte, dpopKey *ecdsa.PrivateKey) (*Run, error) {
 	var run Run

@@ -8,7 +8,7 @@ import (
 	"github.com/writ-dev/writ/api"
 )
 
-// DecideRequest asks the decision point about one action (DESIGN.md §4.4).
+// DecideRequest asks the decision point about one action (docs/design.md §4.4).
 // A run leaves Run empty; a human sets DryRun and Run.
 type DecideRequest = api.DecideRequest
 

@@ -247,7 +247,7 @@ func anyMatch(patterns []string, s string, match func(p, s string) bool) bool {
 	return false
 }
 
-// subject returns what an approval of action a binds to (DESIGN.md §4.5)
+// subject returns what an approval of action a binds to (docs/design.md §4.5)
 // and its slot: what the subject is of, so that a new subject in the same
 // slot (a new push to the branch, another digest for the environment)
 // voids the approval of the old one.

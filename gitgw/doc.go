@@ -1,4 +1,4 @@
-// Package gitgw is writ's git gateway (DESIGN.md §3, THREATS.md C-GT1–3):
+// Package gitgw is writ's git gateway (docs/design.md §3, docs/threat-model.md C-GT1–3):
 // it hosts bare repositories in writ's data dir and serves them over git's
 // smart HTTP protocol at /git/{owner}/{repo}.git to runs (Basic auth: the
 // run id and an opaque git lease, checked by the broker) and to humans

@@ -19,7 +19,7 @@ import (
 	"github.com/writ-dev/writ/decision"
 )
 
-// Event types of the gateway (DESIGN.md §4.6).
+// Event types of the gateway (docs/design.md §4.6).
 const (
 	EventFetched   = "git.fetched"
 	EventPushed    = "git.pushed"

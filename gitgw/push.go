@@ -215,7 +215,7 @@ func (g *Gateway) receivePack(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // checkCommands applies the rules the ref update commands alone decide
-// (THREATS.md C-GT1, C-GT3).
+// (docs/threat-model.md C-GT1, C-GT3).
 func (g *Gateway) checkCommands(ctx context.Context, st *pushState) {
 	prefix := ""
 	if st.who.run != nil {
@@ -499,7 +499,7 @@ func (g *Gateway) decidePush(ctx context.Context, st *pushState, c command, path
 	case writ.VerdictAllow:
 		return d, nil
 	case writ.VerdictApprovalRequired:
-		// DESIGN.md §4.5: accepted onto the run's branch with the approval
+		// docs/design.md §4.5: accepted onto the run's branch with the approval
 		// on record; the commit approval at merge time covers it.
 		if strings.HasPrefix(c.Ref, "refs/heads/"+decision.BranchPrefix(st.who.run.ID)) {
 			_, sentence := writ.DecisionMessage(d)

@@ -1,7 +1,7 @@
 // Package hook adapts coding agents' tool-call hooks to writ's decision
 // point: it reads what Claude Code, Codex and GitHub Copilot send before
 // (and after) each tool call, maps the call into writ's action grammar
-// (DESIGN.md §4.4) — classifying shell commands as build, test, git,
+// (docs/design.md §4.4) — classifying shell commands as build, test, git,
 // network, package installs or other — and writes the answer in each
 // agent's own protocol.
 //

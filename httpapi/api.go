@@ -188,7 +188,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodPut && r.Method != http.MethodDelete {
 				return writ.Errorf(writ.KindNotFound, "no_route", "%s %s is not a writ API route", r.Method, r.URL.Path)
 			}
-			return writ.Errorf(writ.KindNotFound, "no_route", "%s is not a writ API route; see DESIGN.md §4.8", r.URL.Path)
+			return writ.Errorf(writ.KindNotFound, "no_route", "%s is not a writ API route; see docs/design.md §4.8", r.URL.Path)
 		}).ServeHTTP(w, r)
 		return
 	}
@@ -259,7 +259,6 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
-
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var we *writ.Error

@@ -1,7 +1,7 @@
 // Package httpapi is writ's JSON HTTP API: one route table, authentication
 // middleware, error-returning handlers and the single table that maps
 // [writ.Kind] to an HTTP status. It is part of the writ server and has no
-// API stability; the wire contract is DESIGN.md §4.8.
+// API stability; the wire contract is docs/design.md §4.8.
 //
 // # Security properties
 //

@@ -363,7 +363,7 @@ func decodeRun(t *testing.T, b []byte) runView {
 	return v
 }
 
-// errorEnvelope checks that b is exactly the error envelope of DESIGN.md
+// errorEnvelope checks that b is exactly the error envelope of docs/design.md
 // §4.8 ({"error": {"code", "message", ...}} with nothing else) and returns
 // its inside.
 func errorEnvelope(t *testing.T, b []byte) api.ErrorDetail {

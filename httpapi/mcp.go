@@ -20,7 +20,7 @@ type MCP interface {
 	Accept(ctx context.Context, server, actor string) (map[string]string, error)
 }
 
-// mcpRoutes mounts the MCP gateway's endpoints (DESIGN.md §4.8). The
+// mcpRoutes mounts the MCP gateway's endpoints (docs/design.md §4.8). The
 // gateway writes its own responses: Streamable HTTP streams, and the
 // status and WWW-Authenticate answers MCP clients expect.
 func (a *API) mcpRoutes() {

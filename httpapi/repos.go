@@ -17,7 +17,7 @@ type Git interface {
 	Merge(ctx context.Context, repo string, req *writ.MergeRequest, who *writ.Principal) (*writ.MergeResult, error)
 }
 
-// gitRoutes mounts the git gateway (DESIGN.md §4.8). The gateway writes
+// gitRoutes mounts the git gateway (docs/design.md §4.8). The gateway writes
 // its own responses at /git/: git's protocol, and the 401 with a Basic
 // challenge that makes git ask its credential helper.
 func (a *API) gitRoutes() {

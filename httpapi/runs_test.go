@@ -303,7 +303,7 @@ var refusalCases = []refusalCase{
 }
 
 // TestTriggerRefusals sends each refused trigger five times: every answer
-// has the status of DESIGN.md §4.8 and the JSON error envelope; a known
+// has the status of docs/design.md §4.8 and the JSON error envelope; a known
 // signer's refusal is exactly one trigger.refused event however often it
 // is sent; junk leaves no event; the metric counts every attempt; no run
 // starts.

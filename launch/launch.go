@@ -37,7 +37,7 @@ import (
 )
 
 // Exit statuses of `writ run -- CMD` when they are not CMD's own: 125 and
-// up are writ's (DESIGN.md §4.9); 126 and 127 follow the shell.
+// up are writ's (docs/design.md §4.9); 126 and 127 follow the shell.
 const (
 	// ExitLauncher: writ failed before CMD started (the run could not be
 	// started, the workspace is unusable, the egress lease was refused, …).

@@ -28,7 +28,7 @@ import (
 // upstreamProtocol is the protocol version writ asks its upstreams for.
 const upstreamProtocol = "2025-11-25"
 
-// Event types of the gateway (DESIGN.md §4.6).
+// Event types of the gateway (docs/design.md §4.6).
 const (
 	EventQuarantined = "mcp.quarantined"
 	EventAccepted    = "mcp.accepted"

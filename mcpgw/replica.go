@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// Sessions across replicas (DESIGN.md §5). A session of the 2025-11-25 era
+// Sessions across replicas (docs/design.md §5). A session of the 2025-11-25 era
 // lives in the replica that created it (the SDK keeps it in memory, with
 // the upstream connection behind it). Its id names that replica: "w1." +
 // base64url(the replica's advertised URL) + "." + random + "." + a MAC

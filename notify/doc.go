@@ -1,5 +1,5 @@
 // Package notify sends webhook notifications of approval events
-// (DESIGN.md §4.5, §4.10 `notify:`): a request for approval, a grant, a
+// (docs/design.md §4.5, §4.10 `notify:`): a request for approval, a grant, a
 // denial, a voided request.
 //
 // It is part of the writ server and has no API stability.
@@ -7,7 +7,7 @@
 // # The outbox is the queue
 //
 // Every state change writes its audit event into the store's outbox in the
-// same transaction (DESIGN.md §4.6), so the outbox already is a durable,
+// same transaction (docs/design.md §4.6), so the outbox already is a durable,
 // ordered queue of everything that happened. A [Notifier] reads it after a
 // cursor of its own, one per webhook, and moves the cursor only once an
 // event is handled. Nothing on the decision path waits for a webhook: an

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command (README, DESIGN.md §6). It does its own set-up and
+# The one test command (README, docs/design.md §6). It does its own set-up and
 # runs, in order: gofmt, go vet, the build of bench/, the tests with -race
 # (the architecture and dependency checks are tests), and the demo. .ci/run
 # calls it with WRIT_TEST_REQUIRE_ALL=1, which turns every skip for a
@@ -165,7 +165,7 @@ fi
 
 step "go test -race"
 # -race turns on checkptr, which makes modernc.org/sqlite several times
-# slower; it is switched off for that module only (DESIGN.md §6).
+# slower; it is switched off for that module only (docs/design.md §6).
 go test -race -gcflags='modernc.org/...=-d=checkptr=0' -timeout 20m "$@" ./...
 
 step "demo"

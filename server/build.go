@@ -10,7 +10,7 @@ import (
 	"github.com/writ-dev/writ/builder/gate"
 )
 
-// fileBuilds is the builds section of writ.yaml (DESIGN.md §4.10).
+// fileBuilds is the builds section of writ.yaml (docs/design.md §4.10).
 type fileBuilds struct {
 	Recipes []fileRecipe `json:"recipes"`
 	// WorkDir is where builds check out and run (default <dataDir>/builds;

@@ -19,7 +19,7 @@ import (
 	"github.com/writ-dev/writ/notify"
 )
 
-// fileConfig is writ.yaml as written (DESIGN.md §4.10). It is decoded
+// fileConfig is writ.yaml as written (docs/design.md §4.10). It is decoded
 // strictly: an unknown, duplicate or case-variant key is an error that
 // names the key. Each issue grows it without renaming what exists.
 type fileConfig struct {
@@ -194,7 +194,7 @@ type PolicyConfig struct {
 	ApprovalTTL  time.Duration
 }
 
-// KeyPaths are the files of the three private keys (DESIGN.md §4.7).
+// KeyPaths are the files of the three private keys (docs/design.md §4.7).
 type KeyPaths struct {
 	Identity string // ES256 PEM: signs JWT-SVIDs
 	Log      string // Ed25519 note key: signs checkpoints

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 )
 
-// Keys holds the server's three private keys (DESIGN.md §4.7). They never
+// Keys holds the server's three private keys (docs/design.md §4.7). They never
 // leave the server process: runs cannot reach them.
 type Keys struct {
 	Identity *ecdsa.PrivateKey // ES256, signs JWT-SVIDs

@@ -38,7 +38,7 @@ type fileMCPServer struct {
 	SecretHeaders map[string]string `json:"secretHeaders"`
 }
 
-// MCPConfig configures the MCP gateway (DESIGN.md §4.10, docs/mcp.md).
+// MCPConfig configures the MCP gateway (docs/design.md §4.10, docs/mcp.md).
 type MCPConfig struct {
 	Servers        []mcpgw.Upstream
 	MaxResultBytes int

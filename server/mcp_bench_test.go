@@ -24,7 +24,7 @@ import (
 )
 
 // loopbackPreload makes server-everything's HTTP mode listen on 127.0.0.1
-// only (it binds every interface otherwise; TOOLS.md).
+// only (it binds every interface otherwise; CONTRIBUTING.md §7).
 const loopbackPreload = `const net = require('net');
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {

@@ -1,7 +1,7 @@
 package server_test
 
 // Security review of the approval gate, the approval service and
-// delegation (DESIGN.md §4.2–§4.5, THREATS.md C-AP1..C-AP3, INV-4, INV-6),
+// delegation (docs/design.md §4.2–§4.5, docs/threat-model.md C-AP1..C-AP3, INV-4, INV-6),
 // as an attacker would try them. A test that demonstrates a bug is skipped
 // with the bug's description, so the suite stays green until it is fixed:
 // run with WRIT_REVIEW_BUGS=1 to see it fail.
@@ -96,7 +96,7 @@ func TestReviewSecretApprovalIgnoresArgs(t *testing.T) {
 }
 
 // TestReviewAdvisoryHookConsumesApproval: a hook's decision is advisory
-// (DESIGN.md §4.4) and enforces nothing, yet it uses the single-use
+// (docs/design.md §4.4) and enforces nothing, yet it uses the single-use
 // approval; the enforcing decision of the same action that follows finds
 // it used and opens a new request, so the human's approval never reaches
 // the action it was given for (and the agent, through its hook or a
@@ -244,7 +244,7 @@ func TestReviewRunTokenCannotReachVerdicts(t *testing.T) {
 	}
 }
 
-// TestReviewPushAfterApprovalKeepsMergeApproval: THREATS.md §8 "any push
+// TestReviewPushAfterApprovalKeepsMergeApproval: docs/threat-model.md INV-6 "any push
 // after an approval voids it" and C-AP3 "any new commit ... after approval
 // voids the approval". A human approves merging head H1 of the run's work;
 // the agent then pushes more to its run branch (an allowed push, never

@@ -27,7 +27,7 @@ import (
 )
 
 // Agent-controlled strings that would run script if a page did not escape
-// them (DESIGN.md §4.5: agent-written text is shown, never trusted).
+// them (docs/design.md §4.5: agent-written text is shown, never trusted).
 const (
 	xssTask   = `<script>alert("task")</script><img src=x id=xss-task onerror=alert("task")>`
 	xssCommit = `fix <img src=x id=xss-commit onerror=alert("commit")>`

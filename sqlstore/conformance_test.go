@@ -328,7 +328,7 @@ func runIn(t *testing.T, db *DB, s writ.RunState) *writ.Run {
 func testTransitions(t *testing.T, open func(t *testing.T) *DB) {
 	ctx := context.Background()
 	db := open(t)
-	// DESIGN.md §4.3: active ⇄ suspended, then ended | killed | expired.
+	// docs/design.md §4.3: active ⇄ suspended, then ended | killed | expired.
 	allowed := map[[2]writ.RunState]bool{
 		{writ.RunActive, writ.RunSuspended}:  true,
 		{writ.RunActive, writ.RunEnded}:      true,

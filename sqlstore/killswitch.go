@@ -10,7 +10,7 @@ import (
 	"github.com/writ-dev/writ"
 )
 
-// Heartbeats and kill switches (DESIGN.md §4.3): a launcher's last
+// Heartbeats and kill switches (docs/design.md §4.3): a launcher's last
 // heartbeat per run, disabled agents and the global freeze. All three are
 // rows, so they survive a restart; the refusals they cause are checked in
 // the same transaction as the change they refuse (a run start, a resume).

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 // SQLite always, in t.TempDir(), and PostgreSQL when WRIT_TEST_POSTGRES_DSN
 // is set, each open in a database of its own created on that server. Without
 // the variable the PostgreSQL leg is skipped, or fails when
-// WRIT_TEST_REQUIRE_ALL=1 (DESIGN.md §6). open returns a new, empty,
+// WRIT_TEST_REQUIRE_ALL=1 (docs/design.md §6). open returns a new, empty,
 // migrated database, closed when the test ends.
 func forEachDialect(t *testing.T, suite func(t *testing.T, open func(t *testing.T) *DB)) {
 	t.Run("sqlite", func(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package token mints and verifies the identities of writ runs: JWT-SVIDs
 // (the SPIFFE JWT-SVID profile, ES256, one audience, short-lived) and the
 // DPoP proofs (RFC 9449) that bind them to a key the client holds
-// (DESIGN.md §4.2, THREATS.md C-ID2). It also computes key ids (RFC 7638
+// (docs/design.md §4.2, docs/threat-model.md C-ID2). It also computes key ids (RFC 7638
 // thumbprints) and the JSON Web Key Set that writ publishes for relying
 // parties.
 //
@@ -60,9 +60,9 @@
 //     MaxProofAge plus twice the leeway.
 //   - Revocation and run state. A token stays cryptographically valid until
 //     exp; writ's endpoints must also check that the token's run is still
-//     active on every request (DESIGN.md §4.2).
+//     active on every request (docs/design.md §4.2).
 //   - Lifetime policy. [Signer.Mint] signs the expiry it is given; the caller
-//     caps it by the lifetimes of DESIGN.md §4.2 and the run's deadline.
+//     caps it by the lifetimes of docs/design.md §4.2 and the run's deadline.
 //
 // ECDSA signatures are malleable: one token or proof has more than one valid
 // encoding. Identify tokens by their jti and proofs by (jkt, jti), never by

@@ -1,5 +1,5 @@
 // Package trigger verifies and checks signed triggers, the task mandates
-// that start writ runs (DESIGN.md §4.1). It is part of the writ server and
+// that start writ runs (docs/design.md §4.1). It is part of the writ server and
 // has no API stability.
 //
 // A trigger arrives in one of two wire forms: a DSSE envelope (payload type

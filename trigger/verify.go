@@ -93,7 +93,7 @@ func clip(s string) string {
 	return s[:cut] + "…"
 }
 
-// validate checks the fields of t by the contract of DESIGN.md §4.1.
+// validate checks the fields of t by the contract of docs/design.md §4.1.
 func validate(t *writ.Trigger) error {
 	if t.APIVersion != writ.TriggerAPIVersion {
 		return invalid("apiVersion is %s; want %q", quote(t.APIVersion), writ.TriggerAPIVersion)

@@ -93,7 +93,7 @@ const history = 100
 func main() {
 	var o options
 	var rates, conc string
-	flag.StringVar(&o.opa, "opa", "", "the opa binary (v1.22.3; see ../shared/TOOLS.md)")
+	flag.StringVar(&o.opa, "opa", "", "the opa binary (v1.22.3; see CONTRIBUTING.md §7)")
 	flag.StringVar(&rates, "rates", "250,1000", "fixed rates to measure, decisions/s, comma-separated")
 	flag.StringVar(&conc, "c", "16,64", "saturation: concurrent workers, comma-separated")
 	flag.IntVar(&o.fixedWorkers, "fixed-workers", 32, "workers of the fixed-rate generator (each writ worker is a run)")
@@ -834,7 +834,7 @@ type setupLine struct {
 
 func run(o options) error {
 	if o.opa == "" {
-		return errors.New("-opa is required: the opa binary (see ../shared/TOOLS.md)")
+		return errors.New("-opa is required: the opa binary (see CONTRIBUTING.md §7)")
 	}
 	if o.work == "" {
 		d, err := os.MkdirTemp("", "writ-policy-bench-")

@@ -1,5 +1,5 @@
 // Package gitlease is the broker's git backend: opaque credentials for
-// writ's own git gateway (DESIGN.md §4.2). The user is the run id; the
+// writ's own git gateway (docs/design.md §4.2). The user is the run id; the
 // password is "writ_git_" + the lease's ULID + "_" + 32 random bytes in
 // base64url. Only the SHA-256 of the random part is stored (the lease's
 // verifier), and the gateway checks a presented password against it with

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestEveryCommandHasHelpWithExample holds the CLI contract of DESIGN.md
+// TestEveryCommandHasHelpWithExample holds the CLI contract of docs/design.md
 // §4.9: every command answers -h with its usage and an example, exit 0.
 func TestEveryCommandHasHelpWithExample(t *testing.T) {
 	if len(commands) < 15 {

@@ -25,7 +25,7 @@ import (
 	"github.com/writ-dev/writ/mcpgw"
 )
 
-// Exit codes (DESIGN.md §4.9).
+// Exit codes (docs/design.md §4.9).
 const (
 	exitOK       = 0
 	exitError    = 1

@@ -1,5 +1,5 @@
 // Package archtest checks writ's import rules: the "Dependency direction"
-// rules of STYLE.md §4 and the package-doc rule of STYLE.md §5 (rule 19).
+// rules of CONTRIBUTING.md §5 and the package-doc rule of CONTRIBUTING.md §6 (rule 1).
 //
 // The checker is split in two so that the rules themselves can be tested
 // without a module on disk:

@@ -72,7 +72,7 @@ func absAll(ps []string) []string {
 	return union(out, nil)
 }
 
-// cleanFixture is writ's intended layout (STYLE.md §4) with the imports the
+// cleanFixture is writ's intended layout (CONTRIBUTING.md §5) with the imports the
 // dependency-direction diagram allows. It breaks no rule.
 func cleanFixture() map[string]pkg {
 	return map[string]pkg{

@@ -230,7 +230,7 @@ pushing if {
 	repo_in_scope
 }
 
-# Protected branches change only by a human-approved merge (THREATS.md §8).
+# Protected branches change only by a human-approved merge (docs/threat-model.md C-GT1, C-AP1).
 violation contains reason(
 	"protected_branch",
 	sprintf("branch %q of %s is protected; protected branches change only by an approved merge: writ merge %s", [branch, repo_desc, run_id]),
@@ -282,7 +282,7 @@ protected_changes contains p if {
 	builtin_protected(p)
 }
 
-# A push touching protected paths lands on the run branch with an approval on record (DESIGN.md §4.5).
+# A push touching protected paths lands on the run branch with an approval on record (docs/design.md §4.5).
 approval contains ask(
 	"protected_path",
 	sprintf("the push changes protected paths: %s; one member of %q must approve (writ approvals approve); the commit approval at merge time covers them", [concat(", ", sort(protected_changes)), approvers]),

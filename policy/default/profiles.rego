@@ -125,7 +125,7 @@ build_repo_ok if target_repo == ""
 
 build_repo_ok if repo_in_scope
 
-# Every merge into a protected branch needs a human approver (THREATS.md §8).
+# Every merge into a protected branch needs a human approver (docs/threat-model.md C-AP2).
 approval contains ask(
 	"merge_requires_approval",
 	sprintf("merging this run's work into %s needs the approval of one member of %q (writ approvals approve)", [repo_desc, approvers]),
@@ -185,7 +185,7 @@ violation contains reason(
 	not env_in_scope
 }
 
-# Static secrets are handed out only after a human approves (THREATS.md §8); two for a sensitive environment.
+# Static secrets are handed out only after a human approves (docs/threat-model.md C-ID4, C-AP2); two for a sensitive environment.
 approval contains ask(
 	"secret_requires_approval",
 	sprintf("secret %q is handed to a run only after %d member(s) of %q approve (writ approvals approve)", [secret_name, approval_count, approvers]),
@@ -251,7 +251,7 @@ approval contains ask(
 	not env_sensitive
 }
 
-# A release to a sensitive environment needs two human approvers (THREATS.md §8).
+# A release to a sensitive environment needs two human approvers (docs/threat-model.md C-AP2).
 approval contains ask(
 	"sensitive_environment",
 	sprintf("environment %q is sensitive: this %s needs the approval of two members of %q (writ approvals approve)", [environment_name, action_kind, approvers]),

@@ -38,7 +38,7 @@ suspend if count(suspensions) > 0
 # No maxTTL for actions that issue no credential.
 default credential_ttl := {}
 
-# Credentials live at most 5 minutes (THREATS.md §8, revocation).
+# Credentials live at most 5 minutes (docs/threat-model.md C-ID2, revocation).
 credential_ttl := {"maxTTL": "5m"} if input.action.kind == "credential"
 
 # reason builds one deny reason: what was wrong and what to do.

@@ -1,4 +1,4 @@
--- Heartbeats and kill switches (DESIGN.md §4.3, issue 13). PostgreSQL mirror
+-- Heartbeats and kill switches (docs/design.md §4.3, issue 13). PostgreSQL mirror
 -- of migrations/sqlite/0008_killswitch.sql.
 --
 -- heartbeat_at is the last heartbeat a launcher sent for the run (NULL:

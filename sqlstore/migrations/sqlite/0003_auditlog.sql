@@ -1,4 +1,4 @@
--- The audit log (DESIGN.md §4.6): the single integrator gives each
+-- The audit log (docs/design.md §4.6): the single integrator gives each
 -- committed outbox event its log index (seq) in commit order and records
 -- its leaf hash, SHA-256(0x00 || body), when it logs it.
 ALTER TABLE outbox ADD COLUMN seq INTEGER;

@@ -1,4 +1,4 @@
--- Decisions of the policy decision point (DESIGN.md §4.4). The audit log
+-- Decisions of the policy decision point (docs/design.md §4.4). The audit log
 -- holds the same decision as one `decision` event; this table is the
 -- run's history that policy reads (budgets, thresholds, scope creep) and
 -- where outcomes are attached. Action arguments are kept here, never in
@@ -23,7 +23,7 @@ CREATE INDEX decisions_run ON decisions (run, time);
 -- A hook's repeated call (same run, via and callRef) is one decision.
 CREATE UNIQUE INDEX decisions_call_ref ON decisions (run, via, call_ref) WHERE call_ref <> '' AND dry_run = 0;
 
--- Approval requests created by approval_required decisions (DESIGN.md
+-- Approval requests created by approval_required decisions (docs/design.md
 -- §4.5): pending, then approved (enough distinct humans signed), denied,
 -- voided (the subject changed, the policy changed), expired, or used (the
 -- gated action consumed it: an approval is single-use). Identical live

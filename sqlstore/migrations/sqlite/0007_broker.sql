@@ -1,4 +1,4 @@
--- Leases of the credential broker (DESIGN.md §2 "lease"): one issued
+-- Leases of the credential broker (docs/design.md §2 "lease"): one issued
 -- credential bound to its run. The credential itself is never stored: a
 -- credential writ checks itself (git) keeps only the SHA-256 of its secret
 -- part (verifier), and what a backend needs to revoke it (handle) is

@@ -1,4 +1,4 @@
--- Heartbeats and kill switches (DESIGN.md §4.3, issue 13).
+-- Heartbeats and kill switches (docs/design.md §4.3, issue 13).
 --
 -- heartbeat_at is the last heartbeat a launcher sent for the run (NULL:
 -- none ever; such a run is never killed for silence). One UPDATE per
