@@ -102,9 +102,9 @@ func (s *Service) Changed(id writ.RunID) {
 	}
 }
 
-// ChangedMany drops what is cached of ids, which a kill switch changed
+// changedMany drops what is cached of ids, which a kill switch changed
 // (and, through their cascades, of every other run).
-func (s *Service) ChangedMany(ids []writ.RunID) {
+func (s *Service) changedMany(ids []writ.RunID) {
 	if len(ids) == 0 {
 		return
 	}

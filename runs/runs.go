@@ -148,17 +148,11 @@ func (s *Service) SetPublicURL(u string) { s.cfg.PublicURL = u }
 // PublicURL is writ's public URL, the issuer of run identities.
 func (s *Service) PublicURL() string { return s.cfg.PublicURL }
 
-// TrustDomain is the SPIFFE trust domain of run identities.
-func (s *Service) TrustDomain() string { return s.cfg.TrustDomain }
-
-// View is run as the API shows it, with its SPIFFE ID.
+// SPIFFEID is run's identity in the trust domain.
 func (s *Service) SPIFFEID(run *writ.Run) string { return run.SPIFFEID(s.cfg.TrustDomain) }
 
 // APIAudience is the audience of run API tokens: <publicURL>/v1.
 func (s *Service) APIAudience() string { return s.cfg.PublicURL + "/v1" }
-
-// Humans is the configured human signers by name.
-func (s *Service) Humans() map[string]*writ.Signer { return s.cfg.Humans }
 
 // metrics are the runs' counters, under the names the API always had.
 type metrics struct {
@@ -182,10 +176,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.refusals, m.authFailures, m.runsStarted)
 	return m
 }
-
-// AuthFailed counts a credential refused by a caller of the Service that
-// checks credentials of its own (cause is a short label).
-func (s *Service) AuthFailed(cause string) { s.metrics.authFailures.WithLabelValues(cause).Inc() }
 
 // limiter lets one log line through per interval and counts the rest.
 type limiter struct {

@@ -122,7 +122,7 @@ func (s *Service) DisableAgent(ctx context.Context, p *writ.Principal, name, rea
 		return nil, err
 	}
 	killed, err := s.cfg.Lifecycle.DisableAgent(ctx, name, p.Actor(), reason)
-	s.ChangedMany(killed)
+	s.changedMany(killed)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func (s *Service) Freeze(ctx context.Context, p *writ.Principal, reason string) 
 		return nil, err
 	}
 	suspended, err := s.cfg.Lifecycle.Freeze(ctx, p.Actor(), reason)
-	s.ChangedMany(suspended)
+	s.changedMany(suspended)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func (s *Service) Unfreeze(ctx context.Context, p *writ.Principal) ([]writ.RunID
 		return nil, false, s.noLifecycle()
 	}
 	resumed, was, err := s.cfg.Lifecycle.Unfreeze(ctx, p.Actor())
-	s.ChangedMany(resumed)
+	s.changedMany(resumed)
 	if err != nil {
 		return nil, false, err
 	}
