@@ -31,6 +31,7 @@ func runConformance(t *testing.T, open func(t *testing.T) *DB) {
 		{"ResumePastDeadline", testResumePastDeadline},
 		{"EventsPerOperation", testEventsPerOperation},
 		{"EventsPaging", testEventsPaging},
+		{"EventsOfTypes", testEventsOfTypes},
 		{"BatchIsolation", testBatchIsolation},
 		{"BatchRollsBackFailedRequest", testBatchRollsBackFailedRequest},
 		{"CancelledRequest", testCancelledRequest},
@@ -559,6 +560,38 @@ func testEventsPaging(t *testing.T, open func(t *testing.T) *DB) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events in commit order mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// testEventsOfTypes reads back the events of some types, in commit
+// order, as they were appended.
+func testEventsOfTypes(t *testing.T, open func(t *testing.T) *DB) {
+	ctx := context.Background()
+	db := open(t)
+	var want []string
+	for i := range 6 {
+		ev := &writ.Event{Type: []string{"git.ref.intent", "other", "git.pushed"}[i%3], Actor: writ.ActorSystem,
+			Details: map[string]any{"repo": "acme/api", "i": i}}
+		if err := db.AppendEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Type != "other" {
+			want = append(want, ev.ID)
+		}
+	}
+	var got []string
+	err := db.EventsOfTypes(ctx, []string{"git.pushed", "git.ref.intent"}, func(ev *writ.Event) error {
+		if ev.Details["repo"] != "acme/api" || ev.Time.IsZero() {
+			t.Errorf("event read back: %+v", ev)
+		}
+		got = append(got, ev.ID)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events of types (-want +got):\n%s", diff)
 	}
 }
 

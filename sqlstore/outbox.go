@@ -3,7 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/writ-dev/writ"
 )
@@ -55,4 +57,44 @@ func (db *DB) Events(ctx context.Context, after int64, limit int) ([]StoredEvent
 		return nil, fmt.Errorf("sqlstore: events: %w", err)
 	}
 	return evs, nil
+}
+
+// EventsOfTypes calls fn with every stored event whose type is one of
+// types, in commit order, decoded from the outbox's bytes. It reads the
+// whole outbox (there is no index by type): for start-up work such as the
+// git gateway's reconciliation of its refs with the log, not for requests.
+func (db *DB) EventsOfTypes(ctx context.Context, types []string, fn func(*writ.Event) error) error {
+	if db.isClosed() {
+		return ErrClosed
+	}
+	if len(types) == 0 {
+		return nil
+	}
+	q := "SELECT body FROM outbox WHERE type IN (?" + strings.Repeat(", ?", len(types)-1) + ") ORDER BY pos"
+	args := make([]any, len(types))
+	for i, t := range types {
+		args[i] = t
+	}
+	rows, err := db.rdb.QueryContext(ctx, db.d.q(q), args...)
+	if err != nil {
+		return fmt.Errorf("sqlstore: events of types: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body []byte
+		if err := rows.Scan(&body); err != nil {
+			return fmt.Errorf("sqlstore: events of types: %w", err)
+		}
+		var ev writ.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			return fmt.Errorf("sqlstore: events of types: decoding an event: %w", err)
+		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlstore: events of types: %w", err)
+	}
+	return nil
 }
