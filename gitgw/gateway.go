@@ -85,8 +85,16 @@ type Config struct {
 	// Timeout bounds one git request, its transfer included (default 10
 	// minutes).
 	Timeout time.Duration
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// History reads the log back for [Gateway.Reconcile] (nil: Reconcile
+	// is refused).
+	History History
+	// Fault, when set, is called at each step of a ref move after its
+	// intent is committed (FaultIntent, FaultMoved); an error stops the
+	// move there as if writ had died: nothing more is done or recorded.
+	// For crash-recovery tests; nil in production.
+	Fault  func(point string) error
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Gateway serves hosted repositories. It is safe for concurrent use.
@@ -351,6 +359,11 @@ func (g *Gateway) Add(ctx context.Context, req *writ.RepoAddRequest, actor strin
 	}
 	info := &writ.RepoInfo{Name: req.Name, Upstream: redactURL(req.Upstream), Head: g.headBranch(ctx, req.Name)}
 	details := map[string]any{"repo": req.Name, "head": info.Head}
+	// The branches it starts with, so that start-up reconciliation
+	// (Reconcile) finds each explained by the log.
+	if refs, err := g.branches(ctx, req.Name); err == nil && len(refs) > 0 {
+		details["refs"] = refs
+	}
 	if req.Upstream != "" {
 		details["upstream"] = info.Upstream
 	} else {

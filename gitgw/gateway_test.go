@@ -3,6 +3,7 @@ package gitgw
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/decision"
@@ -71,16 +74,64 @@ func (f *fakeDecider) Decide(ctx context.Context, req *decision.Request) (*writ.
 // sentence, as every enforcement point does.
 var fetchRefused = []writ.Reason{{Code: "fetch_refused", Message: "not now"}, {Code: "busy", Message: "the repository is busy"}}
 
+// fakeEvents is the log: it fills ids and times as the store does, reads
+// events back (History), and fails an append when fail says so.
 type fakeEvents struct {
-	mu  sync.Mutex
-	evs []*writ.Event
+	mu   sync.Mutex
+	evs  []*writ.Event
+	fail func(ev *writ.Event) error
 }
 
 func (f *fakeEvents) AppendEvent(ctx context.Context, ev *writ.Event) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		if err := f.fail(ev); err != nil {
+			return err
+		}
+	}
+	if ev.ID == "" {
+		ev.ID = writ.NewULID(time.Now(), nil)
+	}
+	ev.Time = time.Now().UTC()
 	f.evs = append(f.evs, ev)
-	f.mu.Unlock()
 	return nil
+}
+
+func (f *fakeEvents) EventsOfTypes(ctx context.Context, types []string, fn func(*writ.Event) error) error {
+	f.mu.Lock()
+	evs := slices.Clone(f.evs)
+	f.mu.Unlock()
+	for _, ev := range evs {
+		if slices.Contains(types, ev.Type) {
+			// What the store gives back: the event as JSON decodes it.
+			b, err := ev.Marshal()
+			if err != nil {
+				return err
+			}
+			var cp writ.Event
+			if err := json.Unmarshal(b, &cp); err != nil {
+				return err
+			}
+			if err := fn(&cp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// since returns the events appended after the first n.
+func (f *fakeEvents) since(n int) []*writ.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.evs[n:])
+}
+
+func (f *fakeEvents) len() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.evs)
 }
 
 type rig struct {
@@ -94,7 +145,7 @@ type rig struct {
 
 // newRig hosts acme/api (one commit on main) behind a git that logs its
 // argv before running the real one.
-func newRig(t *testing.T) *rig {
+func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	realGit, err := exec.LookPath("git")
 	if err != nil {
@@ -115,8 +166,12 @@ func newRig(t *testing.T) *rig {
 	gitT(t, seed, "add", ".")
 	gitT(t, seed, "commit", "-q", "-m", "init")
 	gitT(t, seed, "push", "-q", up, "main")
-	r.gw, err = New(Config{Root: filepath.Join(dir, "repos"), Git: wrapper, Leases: fakeLeases{}, Humans: fakeHumans{}, Runs: fakeRuns{},
-		Decider: r.decider, Events: r.events, Repos: []Repo{{Name: "acme/api", Protected: []string{"main"}}}})
+	cfg := Config{Root: filepath.Join(dir, "repos"), Git: wrapper, Leases: fakeLeases{}, Humans: fakeHumans{}, Runs: fakeRuns{},
+		Decider: r.decider, Events: r.events, History: r.events, Repos: []Repo{{Name: "acme/api", Protected: []string{"main"}}}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r.gw, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,8 +64,26 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 	if err != nil {
 		return nil, err
 	}
+	// Write-ahead: the intent is committed before into moves; the merge
+	// event completes it.
+	intent, err := g.mergeIntent(ctx, run, who, d, res, len(paths), upstream != "")
+	if err != nil {
+		g.log.ErrorContext(ctx, "recording a merge's intent; the merge is refused", slog.String("repo", name), slog.Any("error", err))
+		return nil, writ.Errorf(writ.KindUnavailable, "merge_not_recorded", "writ could not record the merge, so nothing was changed; try again")
+	}
+	if g.fault(FaultIntent) {
+		return nil, errStopped
+	}
 	if err := g.swapRef(ctx, run, res); err != nil {
+		ab := &writ.Event{Type: EventRefAbandoned, Run: run.ID, Actor: who.Actor(), Subject: name, Details: map[string]any{
+			"repo": name, "op": "merge", "refs": movesDetail(mergeMoves(res)), "intent": intent, "reason": "base_moved"}}
+		if e := g.cfg.Events.AppendEvent(ctx, ab); e != nil {
+			g.log.ErrorContext(ctx, "recording an abandoned merge", slog.String("repo", name), slog.Any("error", e))
+		}
 		return nil, err
+	}
+	if g.fault(FaultMoved) {
+		return nil, errStopped
 	}
 	if upstream != "" {
 		if err := g.mirror(ctx, name, upstream, into, head, upOld); err != nil {
@@ -75,7 +93,12 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 			res.Mirrored = true
 		}
 	}
-	if err := g.cfg.Events.AppendEvent(ctx, mergeEvent(run, who, d, res, len(paths), upstream != "")); err != nil {
+	ev := mergeEvent(run, who, d, res, len(paths), upstream != "")
+	ev.Details["intent"] = intent
+	if err := g.cfg.Events.AppendEvent(ctx, ev); err != nil {
+		// into moved (and maybe the upstream): the intent stays open and
+		// start-up reconciliation records the merge on writ's behalf.
+		g.log.ErrorContext(ctx, "recording a merge", slog.String("repo", name), slog.String("intent", intent), slog.Any("error", err))
 		return nil, err
 	}
 	g.log.InfoContext(ctx, "merged", slog.String("repo", name), slog.String("into", into), slog.String("head", head), slog.String("approval", res.Approval))
@@ -231,6 +254,21 @@ func (g *Gateway) swapRef(ctx context.Context, run *writ.Run, res *writ.MergeRes
 		return writ.Errorf(writ.KindConflict, "base_moved", "%s of %s moved while merging (it is no longer %s); ask again: a new approval of the new change is needed", res.Into, res.Repo, short(res.Base))
 	}
 	return nil
+}
+
+// mergeMoves is the ref a merge moves.
+func mergeMoves(res *writ.MergeResult) []refMove {
+	return []refMove{{Ref: "refs/heads/" + res.Into, Old: res.Base, New: res.Head}}
+}
+
+// mergeIntent commits the write-ahead intent of an allowed merge.
+func (g *Gateway) mergeIntent(ctx context.Context, run *writ.Run, who *writ.Principal, d *writ.Decision, res *writ.MergeResult, pathCount int, hasUpstream bool) (string, error) {
+	extra := map[string]any{"into": res.Into, "branch": res.Branch, "base": res.Base, "head": res.Head, "diffDigest": res.DiffDigest,
+		"approval": res.Approval, "decision": d.ID, "pathCount": pathCount}
+	if hasUpstream {
+		extra["upstream"] = res.Upstream
+	}
+	return g.recordIntent(ctx, "merge", res.Repo, run.ID, who.Actor(), mergeMoves(res), extra)
 }
 
 // mergeEvent is the audit event of a done merge; hasUpstream says the

@@ -47,6 +47,10 @@ type pushState struct {
 	decisions []*writ.Decision
 	notes     []string // shown to the user as remote: lines
 	unscanned []string
+	// intent is the id of the push's write-ahead intent; moved says its
+	// refs moved (update-ref succeeded).
+	intent string
+	moved  bool
 	// timings of the phases, for the debug log (docs/performance.md).
 	timings []slog.Attr
 	last    time.Time
@@ -192,8 +196,21 @@ func (g *Gateway) receivePack(ctx context.Context, w http.ResponseWriter, r *htt
 		return g.answer(ctx, w, st, "ok")
 	}
 
-	// 5. Accepted: the objects move in, then the refs move with a
-	// compare-and-swap of their old values.
+	// 5. Accepted. Write-ahead: the intent is committed before anything
+	// moves (a push whose intent cannot be recorded is refused); then the
+	// objects move in, then the refs move with a compare-and-swap of their
+	// old values; the git.pushed event completes the intent.
+	if err := g.pushIntent(ctx, st); err != nil {
+		g.log.ErrorContext(ctx, "recording a push's intent; the push is refused", slog.String("repo", name), slog.Any("error", err))
+		_, _ = io.Copy(io.Discard, br)
+		for i := range req.Commands {
+			st.refused[i] = &refusal{code: "push_not_recorded", message: notRecorded}
+		}
+		return g.answer(ctx, w, st, "ok")
+	}
+	if g.fault(FaultIntent) {
+		return errStopped
+	}
 	if err := g.migrate(qobj, filepath.Join(g.dir(name), "objects")); err != nil {
 		return err
 	}
@@ -209,7 +226,11 @@ func (g *Gateway) receivePack(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		return g.answer(ctx, w, st, "ok")
 	}
+	st.moved = true
 	st.phase("update")
+	if g.fault(FaultMoved) {
+		return errStopped
+	}
 	g.maybeGC(name)
 	return g.answer(ctx, w, st, "ok")
 }
@@ -558,8 +579,69 @@ func (g *Gateway) maybeGC(name string) {
 	}()
 }
 
-// answer writes the push's report and records the push.
+// notRecorded is what git shows when writ cannot record a push.
+const notRecorded = "writ could not record the push, so nothing was changed; try again (writ's store is failing: an admin reads writ's log)"
+
+// pushIntent commits the write-ahead intent of an accepted push.
+func (g *Gateway) pushIntent(ctx context.Context, st *pushState) error {
+	moves := make([]refMove, len(st.req.Commands))
+	for i, c := range st.req.Commands {
+		moves[i] = refMove{Ref: c.Ref, Old: c.Old, New: c.New}
+		if c.isCreate() {
+			moves[i].Old = ""
+		}
+	}
+	extra := map[string]any{"commits": st.commits[:min(len(st.commits), maxEventCommits)], "commitCount": len(st.commits)}
+	if st.commits == nil {
+		extra["commits"] = []string{}
+	}
+	var ids []string
+	for _, d := range st.decisions {
+		ids = append(ids, d.ID)
+	}
+	if len(ids) > 0 {
+		extra["decisions"] = ids
+		extra["decision"] = ids[len(ids)-1]
+	}
+	id, err := g.recordIntent(ctx, "push", st.name, st.who.runID(), st.who.actor(), moves, extra)
+	st.intent = id
+	return err
+}
+
+// rollback moves the refs of a push whose event could not be recorded
+// back to their old values (a compare-and-swap from their new ones).
+func (g *Gateway) rollback(ctx context.Context, st *pushState) error {
+	var in strings.Builder
+	for _, c := range st.req.Commands {
+		if c.isCreate() {
+			fmt.Fprintf(&in, "delete %s %s\n", c.Ref, c.New)
+		} else {
+			fmt.Fprintf(&in, "update %s %s %s\n", c.Ref, c.Old, c.New)
+		}
+	}
+	_, err := g.run(ctx, g.dir(st.name), []string{"GIT_COMMITTER_NAME=writ", "GIT_COMMITTER_EMAIL=writ@localhost"}, strings.NewReader(in.String()),
+		"update-ref", "-m", "writ: push rolled back, its event could not be recorded", "--stdin")
+	return err
+}
+
+// answer records the push and writes its report. An accepted push whose
+// event cannot be recorded is rolled back and refused.
 func (g *Gateway) answer(ctx context.Context, w http.ResponseWriter, st *pushState, unpack string) error {
+	ev, details := g.pushEvent(st)
+	if err := g.cfg.Events.AppendEvent(ctx, ev); err != nil {
+		g.log.ErrorContext(ctx, "recording a push", slog.String("repo", st.name), slog.Any("error", err))
+		if st.moved {
+			if rerr := g.rollback(ctx, st); rerr != nil {
+				// The intent stays open: start-up reconciliation records it.
+				g.log.ErrorContext(ctx, "rolling back an unrecorded push", slog.String("repo", st.name), slog.String("intent", st.intent), slog.Any("error", rerr))
+			}
+			st.moved = false
+			for i := range st.req.Commands {
+				st.refused[i] = &refusal{code: "push_not_recorded", message: notRecorded}
+			}
+			details["outcome"] = "refused"
+		}
+	}
 	rw := newReportWriter(st.req)
 	statuses := make([]refStatus, len(st.req.Commands))
 	var first *refusal
@@ -588,7 +670,27 @@ func (g *Gateway) answer(ctx context.Context, w http.ResponseWriter, st *pushSta
 	for _, n := range st.notes {
 		rw.message(n)
 	}
+	// The event is recorded before git hears the answer.
+	if st.last.IsZero() {
+		st.last = time.Now()
+	}
+	st.phase("event")
+	w.WriteHeader(http.StatusOK)
+	_, werr := w.Write(rw.status(unpack, statuses))
+	outcome := details["outcome"].(string)
+	g.log.InfoContext(ctx, "push", slog.String("repo", st.name), slog.String("actor", st.who.actor()), slog.String("outcome", outcome), slog.Int("refs", len(st.req.Commands)))
+	g.log.DebugContext(ctx, "push timings", slog.String("repo", st.name), slog.Any("phases", slog.GroupValue(st.timings...)))
+	return werr
+}
 
+// pushEvent is the git.pushed event of a push, accepted or refused.
+func (g *Gateway) pushEvent(st *pushState) (*writ.Event, map[string]any) {
+	var first *refusal
+	for i := range st.req.Commands {
+		if r := st.refused[i]; r != nil && first == nil {
+			first = r
+		}
+	}
 	refs := make([]map[string]string, len(st.req.Commands))
 	for i, c := range st.req.Commands {
 		refs[i] = map[string]string{"ref": c.Ref, "old": c.Old, "new": c.New}
@@ -601,6 +703,9 @@ func (g *Gateway) answer(ctx context.Context, w http.ResponseWriter, st *pushSta
 	}
 	if st.paths == nil {
 		details["paths"] = []string{}
+	}
+	if st.intent != "" {
+		details["intent"] = st.intent
 	}
 	var ids []string
 	for _, d := range st.decisions {
@@ -624,18 +729,5 @@ func (g *Gateway) answer(ctx context.Context, w http.ResponseWriter, st *pushSta
 	if len(ids) > 0 {
 		ev.Decision = ids[len(ids)-1]
 	}
-	if err := g.cfg.Events.AppendEvent(ctx, ev); err != nil {
-		g.log.ErrorContext(ctx, "recording a push", slog.String("repo", st.name), slog.Any("error", err))
-	}
-	// The event is recorded before git hears the answer.
-	if st.last.IsZero() {
-		st.last = time.Now()
-	}
-	st.phase("event")
-	w.WriteHeader(http.StatusOK)
-	_, werr := w.Write(rw.status(unpack, statuses))
-	outcome := details["outcome"].(string)
-	g.log.InfoContext(ctx, "push", slog.String("repo", st.name), slog.String("actor", st.who.actor()), slog.String("outcome", outcome), slog.Int("refs", len(refs)))
-	g.log.DebugContext(ctx, "push timings", slog.String("repo", st.name), slog.Any("phases", slog.GroupValue(st.timings...)))
-	return werr
+	return ev, details
 }

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/writ-dev/writ"
@@ -99,8 +101,46 @@ func (s *Server) newGit() (*gitgw.Gateway, error) {
 	return gitgw.New(gitgw.Config{
 		Root: root, Git: bin, Leases: s.broker.broker, Humans: s.runs, Runs: s.runs, Decider: s.decider, Events: s.store,
 		Repos: repos, MaxPackBytes: c.MaxPackBytes, MaxObjects: c.MaxObjects, MaxScanBytes: c.MaxScanBytes, Timeout: c.Timeout,
-		Logger: s.log, Now: s.now,
+		History: s.store, Fault: s.gitFault, Logger: s.log, Now: s.now,
 	})
+}
+
+// reconcileGit compares every hosted repository's branches with the log
+// (docs/git.md "Write-ahead and reconciliation"), once at start, before
+// serving: a ref move writ made but did not record (it stopped between
+// git and the log) is recorded now, on writ's behalf. On PostgreSQL
+// another replica may be moving a ref right now, so the intents of the
+// last git.timeout are looked at once that long has passed.
+func (s *Server) reconcileGit(ctx context.Context, start time.Time) {
+	if s.git == nil {
+		return
+	}
+	settled := start
+	if strings.HasPrefix(s.cfg.Store, "postgres") {
+		settled = start.Add(-s.git.Timeout())
+	}
+	if err := s.git.Reconcile(ctx, settled); err != nil {
+		s.log.ErrorContext(ctx, "reconciling the hosted repositories with the log", slog.Any("error", err))
+	}
+}
+
+// reconcileGitLater reconciles, once git.timeout has passed since start,
+// the intents that were too young at start (several replicas).
+func (s *Server) reconcileGitLater(ctx context.Context, start time.Time) error {
+	if s.git == nil || !strings.HasPrefix(s.cfg.Store, "postgres") {
+		return nil
+	}
+	t := time.NewTimer(s.git.Timeout())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-t.C:
+	}
+	if err := s.git.Reconcile(ctx, start); err != nil {
+		s.log.ErrorContext(ctx, "reconciling the hosted repositories with the log", slog.Any("error", err))
+	}
+	return nil
 }
 
 // gitHandler is the gateway as the API mounts it (nil when there is none).

@@ -72,6 +72,7 @@ type Server struct {
 	brokerRef atomic.Pointer[broker.Broker]
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	git       *gitgw.Gateway // nil without a git binary
+	gitFault  func(string) error
 	egress    *egress.Proxy
 	gates     *gate.Gates
 	attester  *gate.Attester
@@ -87,6 +88,9 @@ type Options struct {
 	// Sandbox confines build recipes (`writ serve` passes the Landlock
 	// helper); nil: builds are refused unless builds.unsandboxedUnsafe.
 	Sandbox builder.Sandbox
+	// GitFault is the git gateway's fault hook (gitgw.Config.Fault): for
+	// crash-recovery tests only; nil in production.
+	GitFault func(point string) error
 }
 
 // New opens the store, loads the keys and builds the API. Call Close if
@@ -96,7 +100,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		return nil, err
 	}
 	cfg.normalize()
-	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: o.Logger, now: o.Now, wake: make(chan struct{}, 1), gitFault: o.GitFault}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -341,8 +345,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.InfoContext(ctx, "writ serving", slog.String("addr", s.ln.Addr().String()), slog.String("public_url", s.cfg.PublicURL),
 		slog.String("trust_domain", s.cfg.TrustDomain), slog.String("store", redactDSN(s.cfg.Store)))
+	start := s.now()
+	s.reconcileGit(ctx, start)
 	loopCtx, stopLoops := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(loopCtx)
+	g.Go(func() error { return s.reconcileGitLater(gctx, start) })
 	g.Go(func() error { return s.expiryLoop(gctx) })
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
