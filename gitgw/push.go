@@ -208,6 +208,7 @@ func (g *Gateway) receivePack(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		return g.answer(ctx, w, st, "ok")
 	}
+	st.phase("intent")
 	if g.fault(FaultIntent) {
 		return errStopped
 	}
