@@ -69,7 +69,7 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 	intent, err := g.mergeIntent(ctx, run, who, d, res, len(paths), upstream != "")
 	if err != nil {
 		g.log.ErrorContext(ctx, "recording a merge's intent; the merge is refused", slog.String("repo", name), slog.Any("error", err))
-		return nil, writ.Errorf(writ.KindUnavailable, "merge_not_recorded", "writ could not record the merge, so nothing was changed; try again")
+		return nil, writ.Errorf(writ.KindUnavailable, "merge_not_recorded", "writ could not record the merge, so nothing was changed; merge again once writ's store works (the approval was used: the same change needs a new one)")
 	}
 	if g.fault(FaultIntent) {
 		return nil, errStopped
@@ -96,10 +96,17 @@ func (g *Gateway) Merge(ctx context.Context, name string, req *writ.MergeRequest
 	ev := mergeEvent(run, who, d, res, len(paths), upstream != "")
 	ev.Details["intent"] = intent
 	if err := g.cfg.Events.AppendEvent(ctx, ev); err != nil {
-		// into moved (and maybe the upstream): the intent stays open and
-		// start-up reconciliation records the merge on writ's behalf.
 		g.log.ErrorContext(ctx, "recording a merge", slog.String("repo", name), slog.String("intent", intent), slog.Any("error", err))
-		return nil, err
+		if res.Mirrored {
+			// The upstream has head: writ keeps it too, and the open
+			// intent is recorded on writ's behalf at the next start.
+			return nil, writ.Errorf(writ.KindUnavailable, "merge_not_recorded", "%s of %s moved to %s (and the upstream with it) but writ could not record the merge; it is recorded when writ next starts", into, name, short(head))
+		}
+		// Nothing outside writ has head yet: move into back.
+		if rerr := g.unswapRef(ctx, res); rerr != nil {
+			g.log.ErrorContext(ctx, "rolling back an unrecorded merge", slog.String("repo", name), slog.String("intent", intent), slog.Any("error", rerr))
+		}
+		return nil, writ.Errorf(writ.KindUnavailable, "merge_not_recorded", "writ could not record the merge, so nothing was changed; merge again once writ's store works (the approval was used: the same change needs a new one)")
 	}
 	g.log.InfoContext(ctx, "merged", slog.String("repo", name), slog.String("into", into), slog.String("head", head), slog.String("approval", res.Approval))
 	return res, nil
@@ -254,6 +261,18 @@ func (g *Gateway) swapRef(ctx context.Context, run *writ.Run, res *writ.MergeRes
 		return writ.Errorf(writ.KindConflict, "base_moved", "%s of %s moved while merging (it is no longer %s); ask again: a new approval of the new change is needed", res.Into, res.Repo, short(res.Base))
 	}
 	return nil
+}
+
+// unswapRef moves into back from the merged head to base (deletes it when
+// the merge created it), a compare-and-swap.
+func (g *Gateway) unswapRef(ctx context.Context, res *writ.MergeResult) error {
+	defer g.lock(res.Repo)()
+	args := []string{"update-ref", "-m", "writ: merge rolled back, its event could not be recorded", "refs/heads/" + res.Into, res.Base, res.Head}
+	if res.Base == "" {
+		args = []string{"update-ref", "-m", "writ: merge rolled back, its event could not be recorded", "-d", "refs/heads/" + res.Into, res.Head}
+	}
+	_, err := g.run(ctx, g.dir(res.Repo), []string{"GIT_COMMITTER_NAME=writ", "GIT_COMMITTER_EMAIL=writ@localhost"}, nil, args...)
+	return err
 }
 
 // mergeMoves is the ref a merge moves.

@@ -273,6 +273,10 @@ func (g *Gateway) complete(ctx context.Context, in *intent, moved []refMove) err
 		}
 		if _, ok := details["upstream"]; !ok {
 			delete(details, "mirrored")
+		} else {
+			// Whether the mirror happened before writ stopped: the
+			// upstream says (mirrored false and the next merge pushes it).
+			details["mirrored"] = g.upstreamAt(ctx, in.repo, detail(in.ev, "into")) == detail(in.ev, "head")
 		}
 		subject = detail(in.ev, "approval")
 	}
@@ -291,6 +295,26 @@ func (g *Gateway) complete(ctx context.Context, in *intent, moved []refMove) err
 	}
 	g.log.WarnContext(ctx, "reconciled an unrecorded ref move", slog.String("repo", in.repo), slog.String("intent", in.ev.ID), slog.String("op", in.op))
 	return nil
+}
+
+// upstreamAt reads where branch into is on repo's upstream ("" when
+// unknown or absent).
+func (g *Gateway) upstreamAt(ctx context.Context, repo, into string) string {
+	upstream := g.upstream(ctx, repo)
+	if upstream == "" || writ.ValidateRefName(into) != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(g.cfg.Timeout, 30*time.Second))
+	defer cancel()
+	out, err := g.run(ctx, g.dir(repo), nil, nil, "ls-remote", "--", upstream, "refs/heads/"+into)
+	if err != nil {
+		g.log.WarnContext(ctx, "reading the upstream at reconciliation", slog.String("repo", repo), slog.String("error", redactErr(err, upstream)))
+		return ""
+	}
+	if f := strings.Fields(string(out)); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
 
 // abandon closes an intent whose refs did not move.

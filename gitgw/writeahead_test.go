@@ -281,3 +281,73 @@ func TestReconcileRefMovedOutsideWrit(t *testing.T) {
 		t.Errorf("an unsettled intent was reconciled: %v", types(evs))
 	}
 }
+
+// TestMergeNotRecorded: a merge whose intent cannot be written moves
+// nothing (merge_not_recorded); one whose merge event cannot be written
+// moves into back when nothing outside writ has the head, and otherwise
+// (mirrored) keeps it and is recorded by the next reconciliation, with
+// mirrored read from the upstream.
+func TestMergeNotRecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fail     string
+		upstream bool
+		moved    bool
+	}{
+		{"intent", EventRefIntent, true, false},
+		{"event", EventMerge, false, false},
+		{"event-mirrored", EventMerge, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			work := r.workClone(t)
+			if out, err := push(work); err != nil {
+				t.Fatalf("push: %v\n%s", err, out)
+			}
+			if !tc.upstream {
+				gitT(t, r.dir, "--git-dir", r.gw.dir("acme/api"), "config", "--unset", "writ.upstream")
+			}
+			base, head := r.hostedRef(t, "refs/heads/main"), r.hostedRef(t, runRef)
+			r.events.mu.Lock()
+			r.events.fail = func(ev *writ.Event) error {
+				if ev.Type == tc.fail {
+					return errors.New("disk full")
+				}
+				return nil
+			}
+			r.events.mu.Unlock()
+			_, err := r.gw.Merge(context.Background(), "acme/api", &writ.MergeRequest{Run: testRun}, &writ.Principal{Kind: writ.PrincipalRun, Run: testRun})
+			if writ.ErrorCode(err) != "merge_not_recorded" {
+				t.Fatalf("merge with a failing store: %v", err)
+			}
+			want := base
+			if tc.moved {
+				want = head
+			}
+			if got := r.hostedRef(t, "refs/heads/main"); got != want {
+				t.Fatalf("main at %s; want %s", got, want)
+			}
+			r.events.mu.Lock()
+			r.events.fail = nil
+			r.events.mu.Unlock()
+			n := r.events.len()
+			if err := r.gw.Reconcile(context.Background(), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			evs := r.events.since(n)
+			wantTypes := "git.ref.abandoned/writ"
+			if tc.name == "intent" {
+				wantTypes = ""
+			}
+			if tc.moved {
+				wantTypes = "alert/writ merge/writ"
+			}
+			if got := strings.Join(types(evs), " "); got != wantTypes {
+				t.Fatalf("reconciled %q; want %q", got, wantTypes)
+			}
+			if tc.moved && (evs[1].Details["mirrored"] != true || evs[1].Details["head"] != head) {
+				t.Errorf("reconciled merge: %+v", evs[1].Details)
+			}
+		})
+	}
+}
