@@ -111,11 +111,25 @@ func detail(ev *writ.Event, k string) string {
 // new values (an alert per ref and the missing git.pushed or merge event,
 // actor writ, details reconciled and the intent), else closed by a
 // git.ref.abandoned event. A branch at a value no event explains is an
-// alert and a git.ref.reconciled event. Intents recorded after settled
-// are left alone: another replica may still be moving their refs.
+// alert and a git.ref.reconciled event. Intents recorded after settled,
+// and the refs they move, are left alone: another replica may still be
+// moving them.
 func (g *Gateway) Reconcile(ctx context.Context, settled time.Time) error {
 	if g.cfg.History == nil {
 		return errors.New("gitgw: Reconcile needs Config.History")
+	}
+	// The branches first, then the log: a ref moved before its snapshot
+	// had its intent committed before the log is read, so a move in
+	// flight (another replica's) is always seen as a young intent.
+	repos, err := g.hosted()
+	if err != nil {
+		return fmt.Errorf("gitgw: reconcile: %w", err)
+	}
+	current := map[string]map[string]string{}
+	for _, repo := range repos {
+		if current[repo], err = g.branches(ctx, repo); err != nil {
+			return fmt.Errorf("gitgw: reconcile: %s: %w", repo, err)
+		}
 	}
 	logged := map[string]map[string]string{} // repo → ref → value as the log says
 	set := func(repo, ref, sha string) {
@@ -124,10 +138,13 @@ func (g *Gateway) Reconcile(ctx context.Context, settled time.Time) error {
 		}
 		logged[repo][ref] = sha
 	}
+	// young[repo][ref]: a ref an intent recorded after settled moves (or
+	// may still move): left alone.
+	young := map[string]map[string]bool{}
 	var order []string
 	pending := map[string]*intent{}
 	types := []string{EventRepoAdded, EventRefIntent, EventPushed, EventMerge, EventRefAbandoned, EventRefReconciled}
-	err := g.cfg.History.EventsOfTypes(ctx, types, func(ev *writ.Event) error {
+	err = g.cfg.History.EventsOfTypes(ctx, types, func(ev *writ.Event) error {
 		repo := detail(ev, "repo")
 		if id := detail(ev, "intent"); id != "" && ev.Type != EventRefIntent {
 			delete(pending, id)
@@ -140,7 +157,17 @@ func (g *Gateway) Reconcile(ctx context.Context, settled time.Time) error {
 				set(repo, ref, s)
 			}
 		case EventRefIntent:
-			pending[ev.ID] = &intent{ev: ev, repo: repo, op: detail(ev, "op"), moves: readMoves(ev.Details["refs"])}
+			in := &intent{ev: ev, repo: repo, op: detail(ev, "op"), moves: readMoves(ev.Details["refs"])}
+			if ev.Time.After(settled) {
+				for _, m := range in.moves {
+					if young[repo] == nil {
+						young[repo] = map[string]bool{}
+					}
+					young[repo][m.Ref] = true
+				}
+				return nil
+			}
+			pending[ev.ID] = in
 			order = append(order, ev.ID)
 		case EventPushed:
 			if detail(ev, "outcome") == "accepted" {
@@ -161,47 +188,20 @@ func (g *Gateway) Reconcile(ctx context.Context, settled time.Time) error {
 		return fmt.Errorf("gitgw: reconcile: reading the log: %w", err)
 	}
 
-	current := map[string]map[string]string{}
-	refsOf := func(repo string) (map[string]string, error) {
-		if c, ok := current[repo]; ok {
-			return c, nil
-		}
-		c, err := g.branches(ctx, repo)
-		if err != nil {
-			return nil, err
-		}
-		current[repo] = c
-		return c, nil
-	}
-	// young[repo][ref]: a ref an unsettled intent may still move.
-	young := map[string]map[string]bool{}
 	var errs []error
 	for _, id := range order {
 		in := pending[id]
 		if in == nil {
 			continue
 		}
-		if in.ev.Time.After(settled) {
-			for _, m := range in.moves {
-				if young[in.repo] == nil {
-					young[in.repo] = map[string]bool{}
-				}
-				young[in.repo][m.Ref] = true
-			}
-			continue
-		}
-		if !g.exists(in.repo) {
+		cur, ok := current[in.repo]
+		if !ok {
 			errs = append(errs, g.abandon(ctx, in, "the repository is not hosted"))
-			continue
-		}
-		cur, err := refsOf(in.repo)
-		if err != nil {
-			errs = append(errs, err)
 			continue
 		}
 		var moved []refMove
 		for _, m := range in.moves {
-			if cur[m.Ref] == m.New && logged[in.repo][m.Ref] != m.New {
+			if cur[m.Ref] == m.New && logged[in.repo][m.Ref] != m.New && !young[in.repo][m.Ref] {
 				moved = append(moved, m)
 			}
 		}
@@ -218,16 +218,8 @@ func (g *Gateway) Reconcile(ctx context.Context, settled time.Time) error {
 		}
 	}
 
-	repos, err := g.hosted()
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
 	for _, repo := range repos {
-		cur, err := refsOf(repo)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+		cur := current[repo]
 		var refs []string
 		for ref := range cur {
 			refs = append(refs, ref)
