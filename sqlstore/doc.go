@@ -25,7 +25,10 @@
 // Time (the commit time of the transaction, which is also the time written
 // into the changed rows, such as a run's ended_at), serializes it once with
 // [writ.Event.Marshal] and stores those bytes verbatim. [DB.Events] reads
-// them back in commit order for the audit log's integrator.
+// them back in commit order for the audit log's integrator. Commit times
+// never go backwards, so after the clock steps back they run ahead of it;
+// they decide nothing: deadline checks read the clock itself, as package
+// runs does (docs/design.md §5).
 //
 // # One writer, group commit
 //

@@ -295,7 +295,7 @@ func (db *DB) CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ
 			return fmt.Errorf("sqlstore: get parent run: %w", err)
 		}
 		switch {
-		case p.State != writ.RunActive || !tx.now.Before(p.Deadline):
+		case p.State != writ.RunActive || !tx.clock.Before(p.Deadline):
 			return writ.Errorf(writ.KindConflict, "parent_not_active", "run %s is %s: it delegates nothing", p.ID, p.State)
 		case run.Deadline.After(p.Deadline):
 			return writ.Errorf(writ.KindInvalid, "deadline_after_parent", "the child's deadline %s is after its parent's %s",
@@ -458,7 +458,7 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 		return nil, writ.Errorf(writ.KindConflict, "run_final", "run %s is already %s", id, r.State)
 	case !r.State.CanTransition(to):
 		return nil, writ.Errorf(writ.KindConflict, "invalid_transition", "run %s is %s and cannot become %s", id, r.State, to)
-	case to == writ.RunActive && !tx.now.Before(r.Deadline):
+	case to == writ.RunActive && !tx.clock.Before(r.Deadline):
 		return nil, writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
 			id, r.Deadline.Format(time.RFC3339))
 	}
