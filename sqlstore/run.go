@@ -203,8 +203,22 @@ func encodeNewRun(run *writ.Run, trig writ.TriggerRecord) (newRunRow, error) {
 
 // recordTrigger puts trig's id into the replay table for run: a trigger
 // id already there is a replay, refused with KindConflict and code
-// "replay", naming the run it started.
+// "replay", naming the run it started. So is a trigger whose expiry is at
+// or before the trigger replay horizon: its id may have been pruned, so
+// its absence proves nothing (a clock stepped back, a restored database,
+// a replica whose clock is behind). The horizon is read in this
+// transaction, and batches of all replicas take turns (batchLock), so a
+// prune cannot slip between the check and the insert.
 func (tx *wtx) recordTrigger(trig writ.TriggerRecord, run writ.RunID, expires int64) error {
+	h, err := tx.horizon(HorizonTrigger)
+	if err != nil {
+		return err
+	}
+	if expires <= h {
+		return writ.Errorf(writ.KindConflict, "replay",
+			"trigger %s expired at %s, at or before the replay horizon %s: writ no longer remembers which triggers that old were used, so it refuses them all; sign a new trigger with a fresh id and a current expiresAt",
+			trig.ID, decTime(expires).Format(time.RFC3339), decOptHorizon(h).Format(time.RFC3339))
+	}
 	res, err := tx.exec(tx.db.d.insertIgnore("trigger_replay", "id", "id", "digest", "signer", "run", "expires_at", "created_at"),
 		trig.ID, trig.Digest, trig.Signer, string(run), expires, tx.now.UnixNano())
 	if err != nil {
