@@ -131,3 +131,47 @@ func TestReplayHorizonClockStep(t *testing.T) {
 		t.Errorf("resume of a run with 5 minutes left by the clock: %v, %v; want active", got, err)
 	}
 }
+
+// TestReplayHorizonReplicas is issue 21's replica case, on PostgreSQL.
+// Replica B's clock is 20 minutes behind the database's; replica A's is
+// two hours ahead. Every prune goes by the database's clock, not the
+// replica's: trigger old, which expired 15 minutes ago but which B's clock
+// still calls valid, is behind the horizon the replicas' first prunes set
+// and is refused by B; trigger live, which expires in 10 minutes, starts
+// a run through B, and after A prunes its id is still kept, so B refuses
+// it again as already used (A's clock would have forgotten it).
+func TestReplayHorizonReplicas(t *testing.T) {
+	dsn := postgresDatabase(t)
+	d := prepareDev(t)
+	d.cfg.Store = dsn
+	d.cfg.PublicURL = "http://writ-replicas.test"
+	behind := func() time.Time { return time.Now().Add(-20 * time.Minute) }
+	ahead := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	// B first: the signing keys are made by its clock, so it can use them.
+	b := start(t, d.cfg, server.Options{Now: behind}, d.finish(t))
+	a := start(t, d.cfg, server.Options{Now: ahead}, nil)
+	ctx := context.Background()
+	viaB := client.New(b.url, "")
+	now := time.Now()
+	old := d.sign(t, now.Add(-25*time.Minute), func(tr *writ.Trigger) { tr.ExpiresAt = now.Add(-15 * time.Minute) })
+	live := d.sign(t, now.Add(-25*time.Minute), func(tr *writ.Trigger) { tr.ExpiresAt = now.Add(10 * time.Minute) })
+	if _, err := viaB.StartRun(ctx, live, nil); err != nil {
+		t.Fatalf("trigger live through B: %v", err)
+	}
+	a.srv.Prune(ctx)
+	h, err := a.srv.Store().ReplayHorizon(ctx, sqlstore.HorizonTrigger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Now().Add(-2 * time.Minute); h.Before(want.Add(-time.Minute)) || h.After(want.Add(time.Minute)) {
+		t.Errorf("trigger horizon after A's prune = %v; want about %v (the database's clock less the keep, not A's clock)", h, want)
+	}
+	_, err = viaB.StartRun(ctx, old, nil)
+	if writ.ErrorCode(err) != "replay" || !strings.Contains(err.Error(), "replay horizon") {
+		t.Errorf("trigger old through B: %v; want replay, past the replay horizon", err)
+	}
+	_, err = viaB.StartRun(ctx, live, nil)
+	if writ.ErrorCode(err) != "replay" || !strings.Contains(err.Error(), "already used") {
+		t.Errorf("trigger live again through B: %v; want replay, already used", err)
+	}
+}
