@@ -198,6 +198,22 @@ func testHorizonWithoutRows(t *testing.T, open func(t *testing.T) *DB) {
 	// At the horizon exactly is refused too.
 	_, at, _ := triggerRun(now, now.Add(-5*time.Minute))
 	wantRefused(t, "a trigger expiring at the horizon", reuseTrigger(db, at), writ.KindConflict, "replay", "replay horizon")
+
+	// Without the horizon rows (a botched restore) nothing is recorded:
+	// the check fails closed.
+	if err := db.write(ctx, func(tx *wtx) error {
+		_, err := tx.exec("DELETE FROM replay_horizon")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, fresh, _ := triggerRun(now, now.Add(time.Hour))
+	if err := reuseTrigger(db, fresh); err == nil || writ.ErrorKind(err) != writ.KindInternal {
+		t.Errorf("a trigger with no horizon row = %v; want an internal error", err)
+	}
+	if err := db.UseProof(ctx, "jktA", "fresh", now.Add(time.Hour)); err == nil || writ.ErrorKind(err) != writ.KindInternal {
+		t.Errorf("a proof with no horizon row = %v; want an internal error", err)
+	}
 }
 
 // TestHorizonClockStep: the store's clock steps forward two hours, a prune

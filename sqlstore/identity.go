@@ -93,7 +93,19 @@ func (db *DB) UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time
 		return err
 	}
 	return db.write(ctx, func(tx *wtx) error {
-		h, err := tx.horizon(HorizonDPoP)
+		// One statement on the hot path (every DPoP request): the insert
+		// happens only when the id is new and its expiry is after the
+		// horizon, read in this transaction. Only a refusal looks closer.
+		res, err := tx.exec(useProofSQL, jkt, jti, exp, exp)
+		if err != nil {
+			return fmt.Errorf("sqlstore: use dpop proof: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlstore: use dpop proof: %w", err)
+		} else if n == 1 {
+			return nil
+		}
+		h, err := tx.horizon(HorizonDPoP) // fails closed when the row is missing
 		if err != nil {
 			return err
 		}
@@ -102,16 +114,17 @@ func (db *DB) UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time
 				"this DPoP proof is remembered only until %s, at or before the replay horizon %s, so its use cannot be told from a replay; make a fresh proof (new jti, current iat) for every request, and check this client's clock",
 				expiresAt.UTC().Format(time.RFC3339), decOptHorizon(h).Format(time.RFC3339))
 		}
-		res, err := tx.exec(db.d.insertIgnore("dpop_proofs", "jkt, jti", "jkt", "jti", "expires_at"), jkt, jti, exp)
-		if err != nil {
-			return fmt.Errorf("sqlstore: use dpop proof: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return writ.Errorf(writ.KindUnauthenticated, "dpop_replay", "this DPoP proof was already used; make a fresh proof (new jti) for every request")
-		}
-		return nil
+		return writ.Errorf(writ.KindUnauthenticated, "dpop_replay", "this DPoP proof was already used; make a fresh proof (new jti) for every request")
 	})
 }
+
+// useProofSQL inserts a proof's (jkt, jti, expires_at) unless the pair is
+// stored or expires_at is at or before the DPoP replay horizon (a missing
+// horizon row inserts nothing either). The casts give PostgreSQL the
+// parameters' types, which an INSERT … SELECT does not infer.
+const useProofSQL = "INSERT INTO dpop_proofs (jkt, jti, expires_at) SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT)" +
+	" WHERE CAST(? AS BIGINT) > (SELECT horizon FROM replay_horizon WHERE kind = '" + HorizonDPoP + "')" +
+	" ON CONFLICT (jkt, jti) DO NOTHING"
 
 // PruneProofs forgets the DPoP proofs that expired more than keep before
 // the database's clock (as [DB.PruneTriggers]), and in the same
