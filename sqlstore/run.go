@@ -66,8 +66,10 @@ func errRunNotFound(id writ.RunID) error {
 // CreateRun stores a new run started by trigger trig, and events, the
 // events that record it (trigger.accepted, run.started), in one
 // transaction. The trigger id goes into the replay table in that same
-// transaction: a trigger id already seen gets a [writ.Error] with
-// KindConflict and code "replay", and nothing is written.
+// transaction: a trigger id already seen, or a trigger whose expiry is at
+// or before the trigger replay horizon ([DB.PruneTriggers]), gets a
+// [writ.Error] with KindConflict and code "replay", and nothing is
+// written.
 //
 // An empty run.ID gets a new ULID, an empty run.State is active, a zero
 // run.CreatedAt is the commit time, and empty run.TriggerID and

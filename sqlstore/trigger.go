@@ -70,7 +70,9 @@ func (db *DB) RecordRefusal(ctx context.Context, digest, code string, expiresAt 
 // transaction it raises the trigger replay horizon to that time (never
 // lowers it): [DB.CreateRun] refuses every trigger whose expiry is at or
 // before the horizon, so a trigger whose record is gone stays refused
-// even after the clock steps back or the records are lost (a restore).
+// even after the clock steps back or its record is lost. (A restored
+// backup brings back its own, older horizon: it cannot know the triggers
+// used since; docs/design.md §5.)
 // Callers pass a keep that covers the leeway the trigger verifier allows.
 func (db *DB) PruneTriggers(ctx context.Context, keep time.Duration) (int64, error) {
 	if err := checkPrune("PruneTriggers", keep); err != nil {
