@@ -502,26 +502,36 @@ func (s *Server) expiryLoop(ctx context.Context) error {
 	}
 }
 
-// pruneLoop forgets trigger ids once they can no longer be replayed (their
-// expiry plus the leeway has passed).
+// pruneLoop runs prune every minute.
 func (s *Server) pruneLoop(ctx context.Context) error {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
-		if _, err := s.store.PruneTriggers(ctx, s.now().Add(-s.cfg.TriggerLeeway-time.Minute)); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "prune triggers", slog.Any("error", err))
-		}
-		if _, err := s.store.PruneProofs(ctx, s.now()); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "prune dpop proofs", slog.Any("error", err))
-		}
-		if _, err := s.store.PruneCheckpoints(ctx); err != nil && ctx.Err() == nil {
-			s.log.ErrorContext(ctx, "prune checkpoints", slog.Any("error", err))
-		}
+		s.prune(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// prune forgets trigger ids and DPoP proof jtis once they can no longer be
+// accepted (their expiry plus the verifier's leeway has passed, by the
+// database's clock, not this replica's) and raises their replay horizons
+// in the same transactions, so a forgotten id stays refused
+// (docs/design.md §5); and prunes old checkpoints.
+func (s *Server) prune(ctx context.Context) {
+	if _, err := s.store.PruneTriggers(ctx, s.cfg.TriggerLeeway+time.Minute); err != nil && ctx.Err() == nil {
+		s.log.ErrorContext(ctx, "prune triggers", slog.Any("error", err))
+	}
+	// A proof's recorded expiry already covers its maximum age, the
+	// leeway and a margin (runs.proofMemory).
+	if _, err := s.store.PruneProofs(ctx, 0); err != nil && ctx.Err() == nil {
+		s.log.ErrorContext(ctx, "prune dpop proofs", slog.Any("error", err))
+	}
+	if _, err := s.store.PruneCheckpoints(ctx); err != nil && ctx.Err() == nil {
+		s.log.ErrorContext(ctx, "prune checkpoints", slog.Any("error", err))
 	}
 }
 

@@ -54,6 +54,11 @@ type dialect struct {
 	// order they are handed out and each batch reads what the batches
 	// before it committed. (On SQLite BEGIN IMMEDIATE does that.)
 	batchLock string
+	// clock, when set, is a query of the database's own clock in Unix
+	// nanoseconds, read by prunes so that every replica moves the replay
+	// horizons by the same clock. Unset (SQLite, one writing process):
+	// the store's clock.
+	clock string
 	// notify is true when the writer notifies other processes of its
 	// commits (PostgreSQL's NOTIFY) and [DB.listen] listens for theirs.
 	notify bool

@@ -25,7 +25,10 @@
 // Time (the commit time of the transaction, which is also the time written
 // into the changed rows, such as a run's ended_at), serializes it once with
 // [writ.Event.Marshal] and stores those bytes verbatim. [DB.Events] reads
-// them back in commit order for the audit log's integrator.
+// them back in commit order for the audit log's integrator. Commit times
+// never go backwards, so after the clock steps back they run ahead of it;
+// they decide nothing: deadline checks read the clock itself, as package
+// runs does (docs/design.md §5).
 //
 // # One writer, group commit
 //
@@ -68,7 +71,11 @@
 //
 // Only the SHA-256 hash of a human token's secret is stored. A trigger id is
 // recorded in the same transaction as the run it starts, so a replayed
-// trigger is refused even when both copies arrive in one batch. Errors
+// trigger is refused even when both copies arrive in one batch. Pruned
+// trigger ids and DPoP proof jtis stay refused: a prune raises a replay
+// horizon ([DB.ReplayHorizon]) by the database's clock in the transaction
+// that deletes them, and recording an id checks it in the transaction
+// that inserts it. Errors
 // returned to callers as [writ.Error] carry messages safe to show; other
 // errors are internal.
 package sqlstore

@@ -80,7 +80,9 @@ func (db *DB) SigningKeys(ctx context.Context, kind string, now time.Time) ([]*w
 
 // UseProof records the single use of a DPoP proof (jkt, jti), remembered
 // until expiresAt. A proof already used gets KindUnauthenticated with code
-// "dpop_replay" and nothing is written. Proofs are not audit events: the
+// "dpop_replay" and nothing is written; so does a proof whose expiresAt is
+// at or before the DPoP replay horizon ([DB.PruneProofs]), whose use could
+// no longer be told apart from a replay. Proofs are not audit events: the
 // decision they authorize is.
 func (db *DB) UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time) error {
 	if jkt == "" || jti == "" || len(jti) > 256 {
@@ -91,29 +93,57 @@ func (db *DB) UseProof(ctx context.Context, jkt, jti string, expiresAt time.Time
 		return err
 	}
 	return db.write(ctx, func(tx *wtx) error {
-		res, err := tx.exec(db.d.insertIgnore("dpop_proofs", "jkt, jti", "jkt", "jti", "expires_at"), jkt, jti, exp)
+		// One statement on the hot path (every DPoP request): the insert
+		// happens only when the id is new and its expiry is after the
+		// horizon, read in this transaction. Only a refusal looks closer.
+		res, err := tx.exec(useProofSQL, jkt, jti, exp, exp)
 		if err != nil {
 			return fmt.Errorf("sqlstore: use dpop proof: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return writ.Errorf(writ.KindUnauthenticated, "dpop_replay", "this DPoP proof was already used; make a fresh proof (new jti) for every request")
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlstore: use dpop proof: %w", err)
+		} else if n == 1 {
+			return nil
 		}
-		return nil
+		h, err := tx.horizon(HorizonDPoP) // fails closed when the row is missing
+		if err != nil {
+			return err
+		}
+		if exp <= h {
+			return writ.Errorf(writ.KindUnauthenticated, "dpop_replay",
+				"this DPoP proof is remembered only until %s, at or before the replay horizon %s, so its use cannot be told from a replay; make a fresh proof (new jti, current iat) for every request, and check this client's clock",
+				expiresAt.UTC().Format(time.RFC3339), decOptHorizon(h).Format(time.RFC3339))
+		}
+		return writ.Errorf(writ.KindUnauthenticated, "dpop_replay", "this DPoP proof was already used; make a fresh proof (new jti) for every request")
 	})
 }
 
-// PruneProofs forgets DPoP proofs that expired before before.
-func (db *DB) PruneProofs(ctx context.Context, before time.Time) (int64, error) {
+// useProofSQL inserts a proof's (jkt, jti, expires_at) unless the pair is
+// stored or expires_at is at or before the DPoP replay horizon (a missing
+// horizon row inserts nothing either). The casts give PostgreSQL the
+// parameters' types, which an INSERT … SELECT does not infer.
+const useProofSQL = "INSERT INTO dpop_proofs (jkt, jti, expires_at) SELECT CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT)" +
+	" WHERE CAST(? AS BIGINT) > (SELECT horizon FROM replay_horizon WHERE kind = '" + HorizonDPoP + "')" +
+	" ON CONFLICT (jkt, jti) DO NOTHING"
+
+// PruneProofs forgets the DPoP proofs that expired more than keep before
+// the database's clock (as [DB.PruneTriggers]), and in the same
+// transaction raises the DPoP replay horizon to that time, so a forgotten
+// proof stays refused by [DB.UseProof].
+func (db *DB) PruneProofs(ctx context.Context, keep time.Duration) (int64, error) {
+	if err := checkPrune("PruneProofs", keep); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := db.write(ctx, func(tx *wtx) error {
-		res, err := tx.exec("DELETE FROM dpop_proofs WHERE expires_at < ?", before.UnixNano())
-		if err != nil {
-			return fmt.Errorf("sqlstore: prune dpop proofs: %w", err)
-		}
-		n, _ = res.RowsAffected()
-		return nil
+		var err error
+		n, err = tx.prune(HorizonDPoP, keep, "dpop_proofs")
+		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // AppendEvent writes one event that records no other change (a token

@@ -87,11 +87,14 @@ func testUseProof(t *testing.T, open func(t *testing.T) *DB) {
 		t.Errorf("empty jti = %v; want invalid_dpop_proof", err)
 	}
 	// Pruning forgets only expired proofs.
-	if n, err := db.PruneProofs(ctx, time.Now()); err != nil || n != 0 {
-		t.Errorf("prune before expiry = %d, %v; want 0", n, err)
+	if err := db.UseProof(ctx, "jktA", "old", time.Now().Add(-time.Minute)); err != nil {
+		t.Fatalf("use of a proof remembered until a minute ago: %v", err)
 	}
-	if n, err := db.PruneProofs(ctx, exp.Add(time.Second)); err != nil || n != 2 {
-		t.Errorf("prune after expiry = %d, %v; want 2", n, err)
+	if n, err := db.PruneProofs(ctx, 0); err != nil || n != 1 {
+		t.Errorf("prune = %d, %v; want 1 (only the expired proof)", n, err)
+	}
+	if err := db.UseProof(ctx, "jktA", "jti1", exp); writ.ErrorCode(err) != "dpop_replay" {
+		t.Errorf("replayed proof after the prune = %v; want dpop_replay", err)
 	}
 	if len(allEvents(t, db)) != 0 {
 		t.Errorf("proof uses wrote events")

@@ -304,7 +304,7 @@ func (db *DB) Unfreeze(ctx context.Context, actor string) (resumed []writ.RunID,
 		if err := tx.appendEvent(&writ.Event{Type: writ.EventFreeze, Actor: actor, Subject: "writ", Details: map[string]any{"state": "off"}}); err != nil {
 			return err
 		}
-		ids, _, err := tx.strings2("SELECT r.id, r.depth FROM freeze_suspended f JOIN runs r ON r.id = f.run WHERE r.state = 'suspended' AND r.deadline > ? ORDER BY r.depth, r.id", tx.now.UnixNano())
+		ids, _, err := tx.strings2("SELECT r.id, r.depth FROM freeze_suspended f JOIN runs r ON r.id = f.run WHERE r.state = 'suspended' AND r.deadline > ? ORDER BY r.depth, r.id", tx.clock.UnixNano())
 		if err != nil {
 			return fmt.Errorf("sqlstore: unfreeze: %w", err)
 		}

@@ -38,6 +38,9 @@ var postgresDialect = &dialect{
 	migrateUnlock: "SELECT pg_advisory_unlock(2003069300)",
 	reconnect:     true,
 	notify:        true,
+	// The server's wall clock, the same for every replica (microseconds:
+	// PostgreSQL's resolution).
+	clock: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::bigint * 1000",
 	uniqueViolation: func(err error) bool {
 		code, ok := pgCode(err)
 		return ok && code == "23505" // unique_violation

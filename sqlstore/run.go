@@ -66,8 +66,10 @@ func errRunNotFound(id writ.RunID) error {
 // CreateRun stores a new run started by trigger trig, and events, the
 // events that record it (trigger.accepted, run.started), in one
 // transaction. The trigger id goes into the replay table in that same
-// transaction: a trigger id already seen gets a [writ.Error] with
-// KindConflict and code "replay", and nothing is written.
+// transaction: a trigger id already seen, or a trigger whose expiry is at
+// or before the trigger replay horizon ([DB.PruneTriggers]), gets a
+// [writ.Error] with KindConflict and code "replay", and nothing is
+// written.
 //
 // An empty run.ID gets a new ULID, an empty run.State is active, a zero
 // run.CreatedAt is the commit time, and empty run.TriggerID and
@@ -203,8 +205,22 @@ func encodeNewRun(run *writ.Run, trig writ.TriggerRecord) (newRunRow, error) {
 
 // recordTrigger puts trig's id into the replay table for run: a trigger
 // id already there is a replay, refused with KindConflict and code
-// "replay", naming the run it started.
+// "replay", naming the run it started. So is a trigger whose expiry is at
+// or before the trigger replay horizon: its id may have been pruned, so
+// its absence proves nothing (a clock stepped back, a restored database,
+// a replica whose clock is behind). The horizon is read in this
+// transaction, and batches of all replicas take turns (batchLock), so a
+// prune cannot slip between the check and the insert.
 func (tx *wtx) recordTrigger(trig writ.TriggerRecord, run writ.RunID, expires int64) error {
+	h, err := tx.horizon(HorizonTrigger)
+	if err != nil {
+		return err
+	}
+	if expires <= h {
+		return writ.Errorf(writ.KindConflict, "replay",
+			"trigger %s expired at %s, at or before the replay horizon %s: writ no longer remembers which triggers that old were used, so it refuses them all; sign a new trigger with a fresh id and a current expiresAt",
+			trig.ID, decTime(expires).Format(time.RFC3339), decOptHorizon(h).Format(time.RFC3339))
+	}
 	res, err := tx.exec(tx.db.d.insertIgnore("trigger_replay", "id", "id", "digest", "signer", "run", "expires_at", "created_at"),
 		trig.ID, trig.Digest, trig.Signer, string(run), expires, tx.now.UnixNano())
 	if err != nil {
@@ -295,7 +311,7 @@ func (db *DB) CreateChildRun(ctx context.Context, run *writ.Run, events ...*writ
 			return fmt.Errorf("sqlstore: get parent run: %w", err)
 		}
 		switch {
-		case p.State != writ.RunActive || !tx.now.Before(p.Deadline):
+		case p.State != writ.RunActive || !tx.clock.Before(p.Deadline):
 			return writ.Errorf(writ.KindConflict, "parent_not_active", "run %s is %s: it delegates nothing", p.ID, p.State)
 		case run.Deadline.After(p.Deadline):
 			return writ.Errorf(writ.KindInvalid, "deadline_after_parent", "the child's deadline %s is after its parent's %s",
@@ -458,7 +474,7 @@ func (tx *wtx) transitionRun(id writ.RunID, to writ.RunState, reason string, ev 
 		return nil, writ.Errorf(writ.KindConflict, "run_final", "run %s is already %s", id, r.State)
 	case !r.State.CanTransition(to):
 		return nil, writ.Errorf(writ.KindConflict, "invalid_transition", "run %s is %s and cannot become %s", id, r.State, to)
-	case to == writ.RunActive && !tx.now.Before(r.Deadline):
+	case to == writ.RunActive && !tx.clock.Before(r.Deadline):
 		return nil, writ.Errorf(writ.KindConflict, "deadline_passed", "run %s passed its deadline at %s and cannot be resumed",
 			id, r.Deadline.Format(time.RFC3339))
 	}

@@ -63,31 +63,26 @@ func (db *DB) RecordRefusal(ctx context.Context, digest, code string, expiresAt 
 	return ok, nil
 }
 
-// PruneTriggers deletes the replay records of triggers and the refusal
-// records that expire before before, and returns how many it deleted.
-// Callers pass a time far enough in the past to cover clock skew allowed
-// by the trigger verifier: a trigger whose record is gone must be one the
-// verifier refuses as expired.
-func (db *DB) PruneTriggers(ctx context.Context, before time.Time) (int64, error) {
-	cutoff, err := encTime("before", before)
-	if err != nil {
+// PruneTriggers forgets the replay records of triggers, and the refusal
+// records, that expired more than keep before the database's clock (its
+// own clock on PostgreSQL, so every replica prunes alike; the store's
+// clock on SQLite), and returns how many it deleted. In the same
+// transaction it raises the trigger replay horizon to that time (never
+// lowers it): [DB.CreateRun] refuses every trigger whose expiry is at or
+// before the horizon, so a trigger whose record is gone stays refused
+// even after the clock steps back or its record is lost. (A restored
+// backup brings back its own, older horizon: it cannot know the triggers
+// used since; docs/design.md §5.)
+// Callers pass a keep that covers the leeway the trigger verifier allows.
+func (db *DB) PruneTriggers(ctx context.Context, keep time.Duration) (int64, error) {
+	if err := checkPrune("PruneTriggers", keep); err != nil {
 		return 0, err
 	}
 	var total int64
-	err = db.write(ctx, func(tx *wtx) error {
-		total = 0
-		for _, table := range []string{"trigger_replay", "trigger_refusals"} {
-			res, err := tx.exec("DELETE FROM "+table+" WHERE expires_at < ?", cutoff)
-			if err != nil {
-				return fmt.Errorf("sqlstore: prune %s: %w", table, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return fmt.Errorf("sqlstore: prune %s: %w", table, err)
-			}
-			total += n
-		}
-		return nil
+	err := db.write(ctx, func(tx *wtx) error {
+		var err error
+		total, err = tx.prune(HorizonTrigger, keep, "trigger_replay", "trigger_refusals")
+		return err
 	})
 	if err != nil {
 		return 0, err

@@ -111,7 +111,8 @@ func (db *DB) writer() {
 // commit runs one batch in one transaction and answers every request.
 func (db *DB) commit(batch []*request, errs []error) {
 	clear(errs)
-	tx := &wtx{db: db, now: db.batchNow()}
+	clock := db.now().UTC().Round(0)
+	tx := &wtx{db: db, now: db.batchNow(clock), clock: clock}
 	db.nBatches.Add(1)
 	db.nRequests.Add(int64(len(batch)))
 
@@ -258,11 +259,13 @@ func (db *DB) reconnectWriter(cause error) error {
 // reconnectTimeout bounds how long the writer waits for a new connection.
 const reconnectTimeout = 10 * time.Second
 
-// batchNow returns the commit time of a new batch: the clock's time, UTC,
-// but never before the previous batch's, so commit times follow commit
-// order even when the clock steps back.
-func (db *DB) batchNow() time.Time {
-	now := db.now().UTC().Round(0)
+// batchNow returns the commit time of a new batch: clock (the clock's
+// reading, UTC), but never before the previous batch's, so commit times
+// follow commit order even when the clock steps back. A commit time can
+// therefore stay ahead of the clock after a step back: it stamps what a
+// batch writes, and decides nothing (see wtx.clock).
+func (db *DB) batchNow(clock time.Time) time.Time {
+	now := clock
 	if now.Before(db.last) {
 		now = db.last
 	}
@@ -275,9 +278,16 @@ func (db *DB) batchNow() time.Time {
 // SQLite, interrupting a statement can roll back the whole transaction,
 // and with it the other requests of the batch.
 type wtx struct {
-	db     *DB
-	now    time.Time // the batch's commit time
-	events int       // events appended in this batch (including rolled-back ones)
+	db  *DB
+	now time.Time // the batch's commit time: stamps rows and events, never steps back
+	// clock is the clock's own reading at the batch's start, not clamped
+	// to earlier commit times. Deadlines are decided against it, as
+	// package runs decides them against the same injected clock
+	// (writ.Run.LiveAt), so a commit time left ahead by a clock that
+	// stepped back never makes a live run look past its deadline
+	// (docs/design.md §4.3).
+	clock  time.Time
+	events int // events appended in this batch (including rolled-back ones)
 	// runs are the ids of the runs whose state the batch changed
 	// (including rolled-back changes), for the notification to replicas.
 	runs []string
