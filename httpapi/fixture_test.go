@@ -46,30 +46,6 @@ const (
 	trustDomain     = "writ.test"
 )
 
-// clock is a settable clock shared by the API and the store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is an API over a real SQLite store in t.TempDir(), served by an
 // httptest server, with a fixed clock and these principals:
 //
@@ -81,7 +57,7 @@ func (c *clock) Add(d time.Duration) {
 //   - mallory: a key nobody configured.
 type fixture struct {
 	t      *testing.T
-	clock  *clock
+	clock  *writtest.Clock
 	store  *sqlstore.DB
 	dbPath string
 	ring   *trigger.KeyRing
@@ -104,7 +80,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, clock: &clock{t: t0}, logs: &writtest.SyncBuffer{}, keys: map[string]crypto.Signer{}, tokens: map[string]string{}}
+	f := &fixture{t: t, clock: writtest.NewClock(t0), logs: &writtest.SyncBuffer{}, keys: map[string]crypto.Signer{}, tokens: map[string]string{}}
 	f.dbPath = filepath.Join(t.TempDir(), "writ.db")
 	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: "sqlite://" + f.dbPath, Now: f.clock.Now})
 	if err != nil {

@@ -12,13 +12,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/api"
 	"github.com/writ-dev/writ/decision"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/runs"
 	"github.com/writ-dev/writ/sqlstore"
@@ -42,25 +42,6 @@ const (
 	downstream  = "https://vault.example.org"
 	human       = "dev" // the one human signer, an admin
 )
-
-// clock is a settable clock shared by the Service, the store and the
-// decision point.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // idKeys is an in-memory identity key set with one key (runs.IdentityKeys).
 type idKeys struct {
@@ -122,7 +103,7 @@ func unlimited(s *setup) {
 // fixture is a runs.Service and the real parts it runs on.
 type fixture struct {
 	t       testing.TB
-	clock   *clock
+	clock   *writtest.Clock
 	store   *sqlstore.DB
 	keys    *idKeys
 	signKey *ecdsa.PrivateKey // the human's trigger key
@@ -138,7 +119,7 @@ func newFixture(t testing.TB, mod func(*setup)) *fixture {
 	if mod != nil {
 		mod(cfg)
 	}
-	f := &fixture{t: t, clock: &clock{t: t0}}
+	f := &fixture{t: t, clock: writtest.NewClock(t0)}
 	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: "sqlite://" + filepath.Join(t.TempDir(), "writ.db"), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)

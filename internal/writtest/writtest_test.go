@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/writ-dev/writ/internal/writtest"
 )
@@ -34,5 +35,38 @@ func TestSyncBufferConcurrent(t *testing.T) {
 				t.Fatalf("line w%d-%d is missing", w, i)
 			}
 		}
+	}
+}
+
+// TestClock: the clock stays where it is put, moves by what Add says
+// (back too), and is safe to read while the test moves it.
+func TestClock(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	c := writtest.NewClock(t0)
+	if got := c.Now(); !got.Equal(t0) {
+		t.Fatalf("Now = %v, want %v", got, t0)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				_ = c.Now()
+			}
+		})
+	}
+	for range 100 {
+		c.Add(time.Second)
+	}
+	wg.Wait()
+	if got := c.Now(); !got.Equal(t0.Add(100 * time.Second)) {
+		t.Errorf("after 100 × Add(1s): %v", got)
+	}
+	c.Add(-time.Hour)
+	if got := c.Now(); !got.Equal(t0.Add(100*time.Second - time.Hour)) {
+		t.Errorf("after a step back: %v", got)
+	}
+	c.Set(t0)
+	if got := c.Now(); !got.Equal(t0) {
+		t.Errorf("after Set: %v", got)
 	}
 }
