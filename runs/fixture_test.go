@@ -379,15 +379,6 @@ func refactorReq() api.DelegateRequest {
 		Repos: []writ.RepoScope{{Name: "acme/api", Base: "main", Write: true, Paths: []string{"src/**"}}}, Tools: []string{"read", "edit"}}}
 }
 
-// releaseRun makes the template trigger a release run.
-func releaseRun(tr *writ.Trigger) {
-	tr.Agent, tr.Profile = "release-bot", "release"
-	tr.Scope.Tools = []string{"read", "shell:build"}
-	tr.Scope.Environments = []string{"staging", "production"}
-	tr.Scope.Secrets = []string{"deploy/*"}
-	tr.Scope.Repos[0].Write = false
-}
-
 // reviewRun makes the template trigger a review run.
 func reviewRun(tr *writ.Trigger) {
 	tr.Agent, tr.Profile = "review-bot", "review"
