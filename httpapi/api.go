@@ -69,6 +69,10 @@ type Config struct {
 	Git Git
 	// Heartbeat is the launchers' heartbeat schedule.
 	Heartbeat HeartbeatConfig
+	// Ready reports why the server should not take traffic (a damaged
+	// store, an audit tree being repaired), beyond the store's own ping;
+	// nil when there is no such check. Its error's message is served.
+	Ready func(ctx context.Context) error
 	// AttestKey is the attest key's public half, PEM, served at
 	// GET /v1/attest/key.
 	AttestKey []byte
@@ -317,6 +321,12 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := a.cfg.Store.Ping(ctx); err != nil {
 		a.log.WarnContext(ctx, "not ready", slog.Any("error", err))
 		return writ.Errorf(writ.KindUnavailable, "store_unavailable", "the store does not answer")
+	}
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(ctx); err != nil {
+			a.log.WarnContext(ctx, "not ready", slog.Any("error", err))
+			return writ.Errorf(writ.KindUnavailable, "not_ready", "%s", err.Error())
+		}
 	}
 	return writeJSON(w, http.StatusOK, api.Status{Status: "ready"})
 }

@@ -73,9 +73,11 @@ type Server struct {
 	mcp       *mcpgw.Gateway // nil when no MCP server is configured
 	git       *gitgw.Gateway // nil without a git binary
 	gitFault  func(string) error
-	egress    *egress.Proxy
-	gates     *gate.Gates
-	attester  *gate.Attester
+	// health is what /readyz reports beyond the store's ping.
+	health   health
+	egress   *egress.Proxy
+	gates    *gate.Gates
+	attester *gate.Attester
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -261,6 +263,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
 		AttestKey: attestPublicPEM(keys), Artifacts: s.gates,
 		Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
+		Ready:     s.health.ready,
 	})
 	s.egress = egress.New(cfg.Egress, s.broker.broker, s.runs, s.decider, s.log)
 	s.http = &http.Server{
