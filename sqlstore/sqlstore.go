@@ -78,6 +78,8 @@ type DB struct {
 	d   *dialect
 	log *slog.Logger
 	now func() time.Time
+	// path is the SQLite file (the PostgreSQL DSN on PostgreSQL).
+	path string
 
 	wdb   *sql.DB   // the write pool: one connection, used only by the writer
 	wconn *sql.Conn // that connection
@@ -154,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 }
 
 func (db *DB) open(ctx context.Context, path, syncMode string) error {
+	db.path = path
 	if db.d == postgresDialect {
 		return db.openPostgres(ctx, path)
 	}
