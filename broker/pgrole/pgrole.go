@@ -52,7 +52,17 @@ type Database struct {
 	Allow []string
 	// ConnLimit caps each role's connections (default 5).
 	ConnLimit int
+	// Owner names the writ installation (its trust domain). Each role is
+	// commented with it, and [Source.Outstanding] lists only roles with
+	// its comment, so installations sharing a PostgreSQL cluster (roles
+	// are cluster-wide) never sweep each other's. Empty: roles are not
+	// commented and nothing is listed.
+	Owner string
 }
+
+// ownerComment is the comment on the roles of owner's leases on database
+// name.
+func ownerComment(owner, name string) string { return "writ lease role of " + owner + " on " + name }
 
 // Source issues PostgreSQL roles on the configured databases.
 type Source struct {
@@ -70,6 +80,7 @@ type database struct {
 var (
 	_ broker.Source  = (*Source)(nil)
 	_ broker.Planner = (*Source)(nil)
+	_ broker.Lister  = (*Source)(nil)
 )
 
 // New connects to each database (lazily: a database that is down fails
@@ -218,6 +229,9 @@ func (s *Source) Issue(ctx context.Context, req *broker.IssueRequest) (*broker.I
 			ident, password, req.ExpiresAt.UTC().Format(time.RFC3339), d.cfg.ConnLimit),
 		fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", pgx.Identifier{d.dbname}.Sanitize(), ident),
 	}
+	if d.cfg.Owner != "" {
+		stmts = append(stmts, fmt.Sprintf("COMMENT ON ROLE %s IS '%s'", ident, strings.ReplaceAll(ownerComment(d.cfg.Owner, d.cfg.Name), "'", "''")))
+	}
 	for _, g := range grants {
 		schema := pgx.Identifier{g.schema}.Sanitize()
 		stmts = append(stmts,
@@ -298,4 +312,40 @@ func (s *Source) Revoke(ctx context.Context, lease *writ.Lease, handle []byte) e
 		}
 	}
 	return tx.Commit(ctx)
+}
+
+// Outstanding lists the roles this installation made on each database
+// ("writ_" and a lease's ULID, commented with [Database.Owner]) that still
+// exist, for [broker.Broker.SweepOrphans].
+func (s *Source) Outstanding(ctx context.Context) ([]broker.Outstanding, error) {
+	var out []broker.Outstanding
+	names := make([]string, 0, len(s.dbs))
+	for n := range s.dbs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		d := s.dbs[name]
+		if d.cfg.Owner == "" {
+			continue
+		}
+		rows, err := d.pool.Query(ctx, `SELECT rolname FROM pg_roles WHERE rolname LIKE 'writ\_%' AND shobj_description(oid, 'pg_authid') = $1 ORDER BY rolname`,
+			ownerComment(d.cfg.Owner, d.cfg.Name))
+		if err != nil {
+			return out, fmt.Errorf("postgres %s: list roles: %s", name, pgMessage(err))
+		}
+		roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return out, fmt.Errorf("postgres %s: list roles: %s", name, pgMessage(err))
+		}
+		for _, role := range roles {
+			ulid, _ := strings.CutPrefix(role, "writ_")
+			if len(ulid) != 26 || !validIdent(role) {
+				continue // not a role of a lease: not writ's to drop
+			}
+			lease := "lse_" + ulid
+			out = append(out, broker.Outstanding{Lease: lease, Handle: []byte(name + "\x00" + role), Where: name + "/" + role})
+		}
+	}
+	return out, nil
 }
