@@ -227,7 +227,7 @@ func newBroker(cfg Config, store broker.Store, secretStore secret.Store, decider
 			if err != nil {
 				return nil, err
 			}
-			dbs = append(dbs, pgrole.Database{Name: d.Name, DSN: dsn, Allow: d.Allow, ConnLimit: d.ConnLimit})
+			dbs = append(dbs, pgrole.Database{Name: d.Name, DSN: dsn, Allow: d.Allow, ConnLimit: d.ConnLimit, Owner: cfg.TrustDomain})
 		}
 		pg, err := pgrole.New(dbs)
 		if err != nil {

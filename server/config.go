@@ -23,30 +23,34 @@ import (
 // strictly: an unknown, duplicate or case-variant key is an error that
 // names the key. Each issue grows it without renaming what exists.
 type fileConfig struct {
-	PublicURL    string            `json:"publicURL"`
-	TrustDomain  string            `json:"trustDomain"`
-	Listen       string            `json:"listen"`
-	DataDir      string            `json:"dataDir"`
-	Store        string            `json:"store"`
-	Durability   string            `json:"durability"`
-	Keys         fileKeys          `json:"keys"`
-	Signers      []fileSigner      `json:"signers"`
-	Agents       []fileAgent       `json:"agents"`
-	Profiles     []fileProfile     `json:"profiles"`
-	Log          fileLog           `json:"log"`
-	Triggers     fileTriggers      `json:"triggers"`
-	Runs         fileRunsConfig    `json:"runs"`
-	Identity     fileIdentity      `json:"identity"`
-	Environments []fileEnvironment `json:"environments"`
-	Repos        []fileRepo        `json:"repos"`
-	Policy       filePolicy        `json:"policy"`
-	Notify       fileNotify        `json:"notify"`
-	Broker       fileBroker        `json:"broker"`
-	MCP          fileMCP           `json:"mcp"`
-	Git          fileGit           `json:"git"`
-	Egress       fileEgress        `json:"egress"`
-	Builds       fileBuilds        `json:"builds"`
-	Deployments  fileDeployments   `json:"deployments"`
+	PublicURL   string `json:"publicURL"`
+	TrustDomain string `json:"trustDomain"`
+	Listen      string `json:"listen"`
+	DataDir     string `json:"dataDir"`
+	Store       string `json:"store"`
+	Durability  string `json:"durability"`
+	// CheckpointPin is where the audit checkpoint pin lives
+	// (docs/operations.md): default <dataDir>/checkpoint.pin, or
+	// <git.root>/.writ-checkpoint.pin on PostgreSQL.
+	CheckpointPin string            `json:"checkpointPin"`
+	Keys          fileKeys          `json:"keys"`
+	Signers       []fileSigner      `json:"signers"`
+	Agents        []fileAgent       `json:"agents"`
+	Profiles      []fileProfile     `json:"profiles"`
+	Log           fileLog           `json:"log"`
+	Triggers      fileTriggers      `json:"triggers"`
+	Runs          fileRunsConfig    `json:"runs"`
+	Identity      fileIdentity      `json:"identity"`
+	Environments  []fileEnvironment `json:"environments"`
+	Repos         []fileRepo        `json:"repos"`
+	Policy        filePolicy        `json:"policy"`
+	Notify        fileNotify        `json:"notify"`
+	Broker        fileBroker        `json:"broker"`
+	MCP           fileMCP           `json:"mcp"`
+	Git           fileGit           `json:"git"`
+	Egress        fileEgress        `json:"egress"`
+	Builds        fileBuilds        `json:"builds"`
+	Deployments   fileDeployments   `json:"deployments"`
 }
 
 type fileNotify struct {
@@ -151,7 +155,10 @@ type Config struct {
 	DataDir     string
 	Store       string // sqlite:///path or a file path
 	Durability  string // normal or full
-	Keys        KeyPaths
+	// CheckpointPin is the checkpoint pin's path; empty: [PinPath]'s
+	// default.
+	CheckpointPin string
+	Keys          KeyPaths
 
 	Signers  []SignerConfig
 	Agents   []*writ.Agent
@@ -270,6 +277,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	set(&cfg.DataDir, fc.DataDir)
 	set(&cfg.Store, fc.Store)
 	set(&cfg.Durability, fc.Durability)
+	set(&cfg.CheckpointPin, fc.CheckpointPin)
 	set(&cfg.Keys.Identity, fc.Keys.Identity)
 	set(&cfg.Keys.Log, fc.Keys.Log)
 	set(&cfg.Keys.Attest, fc.Keys.Attest)
@@ -361,6 +369,7 @@ func (c *Config) resolve(dir string) {
 		return filepath.Join(dir, p)
 	}
 	c.DataDir = abs(c.DataDir)
+	c.CheckpointPin = abs(c.CheckpointPin)
 	c.Keys.Identity = abs(c.Keys.Identity)
 	c.Keys.Log = abs(c.Keys.Log)
 	c.Keys.Attest = abs(c.Keys.Attest)

@@ -464,6 +464,9 @@ func TestPolicyErrorDenies(t *testing.T) {
 	}
 	cfg := p.d.cfg
 	cfg.Policy.Bundle = dir
+	// A store of its own: the running server holds its store's lock.
+	cfg.DataDir = t.TempDir()
+	cfg.Store = "sqlite://" + filepath.Join(cfg.DataDir, "writ.db")
 	if _, err := server.New(context.Background(), cfg, server.Options{}); err == nil || !strings.Contains(err.Error(), "writ.test_fails") {
 		t.Fatalf("New with a failing bundle: %v", err)
 	}

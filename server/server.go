@@ -74,10 +74,16 @@ type Server struct {
 	git       *gitgw.Gateway // nil without a git binary
 	gitFault  func(string) error
 	// health is what /readyz reports beyond the store's ping.
-	health   health
-	egress   *egress.Proxy
-	gates    *gate.Gates
-	attester *gate.Attester
+	health health
+	pin    *pinKeeper // keeps the checkpoint pin (pin.go)
+	lock   *storeLock // the SQLite store's process lock; nil on PostgreSQL
+	// integrity delivers the store's integrity check when it outlived its
+	// start-up budget (integrity.go); nil otherwise.
+	integrity       chan integrityResult
+	integrityCancel context.CancelFunc
+	egress          *egress.Proxy
+	gates           *gate.Gates
+	attester        *gate.Attester
 	// nextSweep is when the expiry loop will next look (unix ns); a new
 	// run wakes it only when its deadline comes before that.
 	nextSweep atomic.Int64
@@ -93,6 +99,14 @@ type Options struct {
 	// GitFault is the git gateway's fault hook (gitgw.Config.Fault): for
 	// crash-recovery tests only; nil in production.
 	GitFault func(point string) error
+	// AcceptRollback starts on a store the checkpoint pin refuses
+	// (`writ serve --accept-rollback`): an alert is recorded, the trigger
+	// horizon raised to the pin's and the pin reset.
+	AcceptRollback bool
+	// IntegrityBudget is how long start-up waits for the store's
+	// integrity check before it goes on in the background; 0 means
+	// DefaultIntegrityBudget.
+	IntegrityBudget time.Duration
 }
 
 // New opens the store, loads the keys and builds the API. Call Close if
@@ -121,6 +135,19 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
+	if path, err := sqlitePath(cfg, "serve"); err == nil {
+		// One process at a time on an SQLite store (writ restore waits
+		// for this lock too).
+		if s.lock, err = lockStore(path); err != nil {
+			return nil, err
+		}
+	}
+	built := false
+	defer func() {
+		if !built {
+			s.lock.release()
+		}
+	}()
 	store, err := sqlstore.Open(ctx, sqlstore.Config{DSN: cfg.Store, Durability: cfg.Durability, Logger: s.log, Now: s.now,
 		OnEvents: func() {
 			if l := s.auditRef.Load(); l != nil {
@@ -149,15 +176,34 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		},
 	})
 	if err != nil {
+		if sqlstore.IsCorrupt(err) {
+			return nil, fmt.Errorf("open store %s: %w: the file is damaged; restore the newest backup with `writ restore` (docs/operations.md)", redactDSN(cfg.Store), err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store, err)
 	}
 	s.store = store
+	budget := o.IntegrityBudget
+	if budget <= 0 {
+		budget = DefaultIntegrityBudget
+	}
+	if err := s.checkIntegrity(ctx, budget); err != nil {
+		store.Close()
+		return nil, err
+	}
 	s.audit, err = auditlog.New(auditlog.Config{Store: auditStore{store}, Signer: keys.Log, Origin: cfg.TrustDomain + "/audit", Logger: s.log})
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
 	s.auditRef.Store(s.audit)
+	if s.pin, err = newPinKeeper(cfg, keys, store, s.audit, s.log, s.now); err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := s.pin.check(ctx, o.AcceptRollback); err != nil {
+		store.Close()
+		return nil, err
+	}
 	s.ids = &identityKeys{store: store, path: cfg.Keys.Identity, now: s.now}
 	if err := s.ids.register(ctx, keys.Identity); err != nil {
 		store.Close()
@@ -275,6 +321,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	built = true
 	return s, nil
 }
 
@@ -357,6 +404,9 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.pruneLoop(gctx) })
 	g.Go(func() error { return s.keyLoop(gctx) })
 	g.Go(func() error { return s.sequence(gctx) })
+	g.Go(func() error { return s.pin.loop(gctx) })
+	g.Go(func() error { return s.integrityLater(gctx) })
+	g.Go(func() error { s.sweepOrphans(gctx); return nil })
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })
@@ -385,6 +435,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if e := g.Wait(); e != nil && !errors.Is(e, context.Canceled) && err == nil {
 		err = e
 	}
+	// The last checkpoint this process saw signed, pinned before the
+	// store closes.
+	if e := s.pin.write(context.Background(), false); e != nil {
+		s.log.Error("checkpoint pin", slog.Any("error", e))
+	}
 	s.broker.close()
 	if s.mcp != nil {
 		if e := s.mcp.Close(); e != nil {
@@ -394,6 +449,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if e := s.store.Close(); e != nil && err == nil {
 		err = e
 	}
+	s.lock.release()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
@@ -462,8 +518,13 @@ func (s *Server) sequence(ctx context.Context) error {
 
 // Close releases the store when Run was never called.
 func (s *Server) Close() error {
+	if s.integrityCancel != nil {
+		s.integrityCancel()
+	}
 	s.broker.close()
-	return s.store.Close()
+	err := s.store.Close()
+	s.lock.release()
+	return err
 }
 
 func (s *Server) poke() {

@@ -1,5 +1,5 @@
 // Command writ is the writ control plane (`writ serve`) and its CLI. Every
-// command except init, migrate, `token create --bootstrap`, `trigger` (which
+// command except init, migrate, backup, restore, `token create --bootstrap`, `trigger` (which
 // works on local files) and demo talks to a server through its HTTP API.
 //
 // Usage: writ <command> [flags]; `writ help` lists the commands and
@@ -247,6 +247,20 @@ var commands = []*command{
 			"writ merge 01jd0000000000000000000000                  # fast-forwards main to exactly the approved head\n" +
 			"writ merge 01jd0000000000000000000000 --repo acme/api --branch fix --into release/1.2",
 		new: func() cmd { return &mergeCommand{} },
+	},
+	{
+		name:    "backup",
+		args:    "FILE",
+		summary: "write a consistent copy of the SQLite store, while writ serves",
+		example: "writ backup --config /etc/writ/writ.yaml /backups/writ-$(date +%F).db",
+		new:     func() cmd { return &backupCommand{} },
+	},
+	{
+		name:    "restore",
+		args:    "FILE",
+		summary: "replace the SQLite store with a backup, writ stopped",
+		example: "writ restore --config /etc/writ/writ.yaml /backups/writ-2026-12-01.db",
+		new:     func() cmd { return &restoreCommand{} },
 	},
 	{
 		name:    "migrate",

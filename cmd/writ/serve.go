@@ -18,7 +18,7 @@ import (
 // --dev, a throwaway installation.
 type serveCommand struct {
 	config, devDir, listen, logFormat, logLevel string
-	dev                                         bool
+	dev, acceptRollback                         bool
 }
 
 func (c *serveCommand) Flags(fs *flag.FlagSet) {
@@ -28,6 +28,7 @@ func (c *serveCommand) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.listen, "listen", "", "override the listen address (127.0.0.1:0 picks a free port)")
 	fs.StringVar(&c.logFormat, "log-format", "", "override log.format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "", "override log.level: debug, info, warn, error")
+	fs.BoolVar(&c.acceptRollback, "accept-rollback", false, "start on a store the checkpoint pin refuses (rolled back, restored by hand): records an alert and resets the pin")
 }
 
 func (c *serveCommand) Run(ctx context.Context, e *env, args []string) error {
@@ -68,7 +69,7 @@ func (c *serveCommand) Run(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(ctx, cfg, server.Options{Logger: log, Sandbox: buildSandbox()})
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log, Sandbox: buildSandbox(), AcceptRollback: c.acceptRollback})
 	if err != nil {
 		return err
 	}
