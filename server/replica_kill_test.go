@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -226,4 +227,185 @@ func TestReplicaKill9(t *testing.T) {
 		t.Errorf("writ audit verify: %v\n%s", err, out)
 	}
 	t.Logf("%d runs acknowledged, %d log entries; %s killed, %s took over", len(acked), len(entries), victim.url, survivor.url)
+}
+
+// TestReplicasSurviveDatabaseRestart is issue 21's kill test on
+// PostgreSQL, on a cluster of the test's own: two `writ serve` replicas
+// under load (runs and git leases through both), the database crashed
+// and started again mid-load, then one replica SIGKILLed and started
+// again. Every acknowledged run and lease has its event exactly once, no
+// event is logged twice, the log verifies, and both replicas serve again
+// without a restart of the one that lived through the database's.
+func TestReplicasSurviveDatabaseRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs writ processes")
+	}
+	pg := ownPostgres(t)
+	d := prepareDev(t)
+	cfgPath := filepath.Join(d.env.Dir, "writ.yaml")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := regexp.MustCompile(`(?m)^publicURL: .*$`).ReplaceAllString(string(raw), "publicURL: http://writ-lb.test")
+	yaml += fmt.Sprintf("\nstore: %q\nlog: {level: debug}\n", pg.dsn("postgres"))
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "writ")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/writ-dev/writ/cmd/writ").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "token", "create", "--human", "dev", "--bootstrap", "--config", cfgPath, "--json").Output()
+	if err != nil {
+		t.Fatalf("bootstrap token: %v", err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
+		t.Fatalf("bootstrap token: %s", out)
+	}
+	var pmu sync.Mutex
+	procs := []*replicaProc{startReplicaProc(t, bin, cfgPath), startReplicaProc(t, bin, cfgPath)}
+	proc := func(i int) *replicaProc { pmu.Lock(); defer pmu.Unlock(); return procs[i%2] }
+
+	ctx := context.Background()
+	var mu sync.Mutex
+	var runs []writ.RunID
+	var leases []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := proc(w + i)
+				// Bearer run tokens: a DPoP proof names publicURL (the
+				// load balancer's), which the test does not have.
+				run, err := client.New(p.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil)
+				if err != nil {
+					time.Sleep(50 * time.Millisecond) // the database or the replica is down
+					continue
+				}
+				mu.Lock()
+				runs = append(runs, run.ID)
+				mu.Unlock()
+				cred, err := client.New(p.url, run.Token).RequestCredential(ctx, string(run.ID), &writ.CredentialRequest{Kind: "git", Target: "acme/api", Permissions: []string{"read"}})
+				if err == nil {
+					mu.Lock()
+					leases = append(leases, cred.Lease.ID)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	acked := func() int { mu.Lock(); defer mu.Unlock(); return len(runs) }
+	waitMore := func(what string, n int) {
+		t.Helper()
+		from := acked()
+		poll(t, what, func() bool { return acked() >= from+n })
+	}
+	waitMore("load before the database crash", 10)
+	pg.crash()
+	time.Sleep(time.Second)
+	pg.start()
+	waitMore("runs acknowledged after the database came back", 10)
+	victim := proc(0)
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	victim.cmd.Wait()
+	pmu.Lock()
+	procs[0] = startReplicaProc(t, bin, cfgPath)
+	pmu.Unlock()
+	waitMore("runs acknowledged after the replica's restart", 10)
+	close(stop)
+	wg.Wait()
+
+	for i := range 2 {
+		resp, err := http.Get(proc(i).url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("replica %d /readyz: %d after the database's restart", i, resp.StatusCode)
+		}
+	}
+	admin := client.New(proc(1).url, tok.Token)
+	api := newAuditAPI(t, proc(1).url, tok.Token)
+	var entries []client.AuditEntry
+	poll(t, "every acknowledged run in the log", func() bool {
+		note, err := admin.AuditCheckpoint(ctx, 0)
+		if err != nil {
+			return false
+		}
+		cp := api.open(note)
+		var es []client.AuditEntry
+		for from := int64(0); from < cp.Size; {
+			page, err := admin.AuditEntries(ctx, from, cp.Size)
+			if err != nil || len(page) == 0 {
+				return false
+			}
+			es = append(es, page...)
+			from += int64(len(page))
+		}
+		started := map[writ.RunID]bool{}
+		for _, e := range es {
+			if e.Type == writ.EventRunStarted {
+				started[e.Run] = true
+			}
+		}
+		for _, id := range runs {
+			if !started[id] {
+				return false
+			}
+		}
+		log := make([]auditlog.Entry, len(es))
+		for i, e := range es {
+			log[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
+		}
+		if _, err := auditlog.Verify(cp, log, nil); err != nil {
+			t.Fatalf("the log after the database's restart: %v", err)
+		}
+		entries = es
+		return true
+	})
+	ids := map[string]int{}
+	started := map[writ.RunID]int{}
+	issued := map[string]int{}
+	for _, e := range entries {
+		ids[e.ID]++
+		switch e.Type {
+		case writ.EventRunStarted:
+			started[e.Run]++
+		case writ.EventCredentialIssued:
+			var ev writ.Event
+			if err := json.Unmarshal(e.Body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			issued[ev.Subject]++
+		}
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("event %s is in the log %d times", id, n)
+		}
+	}
+	for _, id := range runs {
+		if started[id] != 1 {
+			t.Errorf("acknowledged run %s has %d run.started entries; want 1", id, started[id])
+		}
+	}
+	for _, id := range leases {
+		if issued[id] != 1 {
+			t.Errorf("acknowledged lease %s has %d credential.issued entries; want 1", id, issued[id])
+		}
+	}
+	t.Logf("%d runs and %d leases acknowledged, %d log entries", len(runs), len(leases), len(entries))
 }
