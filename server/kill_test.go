@@ -30,25 +30,7 @@ func TestKillHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestKillUnderLoad")
 	}
-	cfg, err := server.LoadConfig(filepath.Join(dir, "writ.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(context.Background(), cfg, server.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, err := srv.Listen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "url.tmp"), []byte(url), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(dir, "url.tmp"), filepath.Join(dir, "url")); err != nil {
-		t.Fatal(err)
-	}
-	t.Fatal(srv.Run(context.Background())) // until SIGKILL
+	serveUntilKilled(t, dir, server.Options{})
 }
 
 // acks is what the load was told succeeded.

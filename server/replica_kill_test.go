@@ -80,17 +80,13 @@ func startReplicaProc(t *testing.T, bin, cfg string) *replicaProc {
 	return p
 }
 
-// TestReplicaKill9 runs two `writ serve` processes on one PostgreSQL
-// database under load, SIGKILLs the one sequencing the audit log mid-load,
-// and checks that the other takes over and that every acknowledged event
-// is in the log exactly once, verified (also by `writ audit verify`).
-func TestReplicaKill9(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs writ processes")
-	}
-	dsn := postgresDatabase(t)
-	d := prepareDev(t)
-	cfgPath := filepath.Join(d.env.Dir, "writ.yaml")
+// replicaInstall prepares a dev installation whose replicas share the
+// PostgreSQL database dsn behind one public URL (the load balancer's),
+// builds writ and bootstraps the dev human's token.
+func replicaInstall(t *testing.T, dsn string) (d *dev, bin, cfgPath, token string) {
+	t.Helper()
+	d = prepareDev(t)
+	cfgPath = filepath.Join(d.env.Dir, "writ.yaml")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +96,7 @@ func TestReplicaKill9(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "writ")
+	bin = filepath.Join(t.TempDir(), "writ")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/writ-dev/writ/cmd/writ").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -114,6 +110,18 @@ func TestReplicaKill9(t *testing.T) {
 	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
 		t.Fatalf("bootstrap token: %s", out)
 	}
+	return d, bin, cfgPath, tok.Token
+}
+
+// TestReplicaKill9 runs two `writ serve` processes on one PostgreSQL
+// database under load, SIGKILLs the one sequencing the audit log mid-load,
+// and checks that the other takes over and that every acknowledged event
+// is in the log exactly once, verified (also by `writ audit verify`).
+func TestReplicaKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs writ processes")
+	}
+	d, bin, cfgPath, tok := replicaInstall(t, postgresDatabase(t))
 	a := startReplicaProc(t, bin, cfgPath)
 	b := startReplicaProc(t, bin, cfgPath)
 	procs := []*replicaProc{a, b}
@@ -166,63 +174,14 @@ func TestReplicaKill9(t *testing.T) {
 	}
 
 	poll(t, "the survivor to take over the sequencer", func() bool { return strings.Contains(survivor.log(), "sequencing the audit log") })
-	admin := client.New(survivor.url, tok.Token)
-	// Wait until the log holds every committed event: the checkpoint stops
-	// growing and covers every acknowledged run.
-	api := newAuditAPI(t, survivor.url, tok.Token)
-	var entries []client.AuditEntry
-	poll(t, "every acknowledged run in the log", func() bool {
-		note, err := admin.AuditCheckpoint(ctx, 0)
-		if err != nil {
-			return false
-		}
-		cp := api.open(note)
-		es, err := admin.AuditEntries(ctx, 0, cp.Size)
-		if err != nil {
-			return false
-		}
-		started := map[writ.RunID]int{}
-		for _, e := range es {
-			if e.Type == writ.EventRunStarted {
-				started[e.Run]++
-			}
-		}
-		for id := range acked {
-			if started[id] == 0 {
-				return false
-			}
-		}
-		log := make([]auditlog.Entry, len(es))
-		for i, e := range es {
-			log[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
-		}
-		if _, err := auditlog.Verify(cp, log, nil); err != nil {
-			t.Fatalf("the log after the sequencer's SIGKILL: %v", err)
-		}
-		entries = es
-		return true
-	})
-	ids := map[string]int{}
-	started := map[writ.RunID]int{}
-	for _, e := range entries {
-		ids[e.ID]++
-		if e.Type == writ.EventRunStarted {
-			started[e.Run]++
-		}
-	}
-	for id, n := range ids {
-		if n != 1 {
-			t.Errorf("event %s is in the log %d times", id, n)
-		}
-	}
+	ids := make([]writ.RunID, 0, len(acked))
 	for id := range acked {
-		if started[id] != 1 {
-			t.Errorf("acknowledged run %s has %d run.started entries, want 1", id, started[id])
-		}
+		ids = append(ids, id)
 	}
+	entries := checkLoggedOnce(t, survivor.url, tok, ids, nil)
 	// The CLI agrees.
 	verify := exec.Command(bin, "audit", "verify", "--trust-file", filepath.Join(t.TempDir(), "trust.json"))
-	verify.Env = append(os.Environ(), "WRIT_URL="+survivor.url, "WRIT_TOKEN="+tok.Token)
+	verify.Env = append(os.Environ(), "WRIT_URL="+survivor.url, "WRIT_TOKEN="+tok)
 	if out, err := verify.CombinedOutput(); err != nil {
 		t.Errorf("writ audit verify: %v\n%s", err, out)
 	}
@@ -241,31 +200,7 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 		t.Skip("builds and runs writ processes")
 	}
 	pg := ownPostgres(t)
-	d := prepareDev(t)
-	cfgPath := filepath.Join(d.env.Dir, "writ.yaml")
-	raw, err := os.ReadFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml := regexp.MustCompile(`(?m)^publicURL: .*$`).ReplaceAllString(string(raw), "publicURL: http://writ-lb.test")
-	yaml += fmt.Sprintf("\nstore: %q\nlog: {level: debug}\n", pg.dsn("postgres"))
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "writ")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/writ-dev/writ/cmd/writ").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command(bin, "token", "create", "--human", "dev", "--bootstrap", "--config", cfgPath, "--json").Output()
-	if err != nil {
-		t.Fatalf("bootstrap token: %v", err)
-	}
-	var tok struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
-		t.Fatalf("bootstrap token: %s", out)
-	}
+	d, bin, cfgPath, tok := replicaInstall(t, pg.dsn("postgres"))
 	var pmu sync.Mutex
 	procs := []*replicaProc{startReplicaProc(t, bin, cfgPath), startReplicaProc(t, bin, cfgPath)}
 	proc := func(i int) *replicaProc { pmu.Lock(); defer pmu.Unlock(); return procs[i%2] }
@@ -337,10 +272,21 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 			t.Errorf("replica %d /readyz: %d after the database's restart", i, resp.StatusCode)
 		}
 	}
-	admin := client.New(proc(1).url, tok.Token)
-	api := newAuditAPI(t, proc(1).url, tok.Token)
+	entries := checkLoggedOnce(t, proc(1).url, tok, runs, leases)
+	t.Logf("%d runs and %d leases acknowledged, %d log entries", len(runs), len(leases), len(entries))
+}
+
+// checkLoggedOnce waits until the log served at url holds a run.started
+// for each of runs and a credential.issued for each of leases, verifies the log against its signed checkpoint, and
+// checks that no event is logged twice and that each run and each lease
+// has exactly one run.started and credential.issued. It returns the log.
+func checkLoggedOnce(t *testing.T, url, token string, runs []writ.RunID, leases []string) []client.AuditEntry {
+	t.Helper()
+	ctx := context.Background()
+	admin := client.New(url, token)
+	api := newAuditAPI(t, url, token)
 	var entries []client.AuditEntry
-	poll(t, "every acknowledged run in the log", func() bool {
+	poll(t, "every acknowledged run and lease in the log", func() bool {
 		note, err := admin.AuditCheckpoint(ctx, 0)
 		if err != nil {
 			return false
@@ -355,14 +301,22 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 			es = append(es, page...)
 			from += int64(len(page))
 		}
-		started := map[writ.RunID]bool{}
+		started, issued := map[writ.RunID]bool{}, map[string]bool{}
 		for _, e := range es {
-			if e.Type == writ.EventRunStarted {
+			switch e.Type {
+			case writ.EventRunStarted:
 				started[e.Run] = true
+			case writ.EventCredentialIssued:
+				issued[leaseOf(t, e)] = true
 			}
 		}
 		for _, id := range runs {
 			if !started[id] {
+				return false
+			}
+		}
+		for _, id := range leases {
+			if !issued[id] {
 				return false
 			}
 		}
@@ -371,7 +325,7 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 			log[i] = auditlog.Entry{Seq: e.Seq, Body: e.Body}
 		}
 		if _, err := auditlog.Verify(cp, log, nil); err != nil {
-			t.Fatalf("the log after the database's restart: %v", err)
+			t.Fatalf("the log: %v", err)
 		}
 		entries = es
 		return true
@@ -385,11 +339,7 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 		case writ.EventRunStarted:
 			started[e.Run]++
 		case writ.EventCredentialIssued:
-			var ev writ.Event
-			if err := json.Unmarshal(e.Body, &ev); err != nil {
-				t.Fatal(err)
-			}
-			issued[ev.Subject]++
+			issued[leaseOf(t, e)]++
 		}
 	}
 	for id, n := range ids {
@@ -407,5 +357,15 @@ func TestReplicasSurviveDatabaseRestart(t *testing.T) {
 			t.Errorf("acknowledged lease %s has %d credential.issued entries; want 1", id, issued[id])
 		}
 	}
-	t.Logf("%d runs and %d leases acknowledged, %d log entries", len(runs), len(leases), len(entries))
+	return entries
+}
+
+// leaseOf is the lease a credential.issued entry is about (its subject).
+func leaseOf(t *testing.T, e client.AuditEntry) string {
+	t.Helper()
+	var ev writ.Event
+	if err := json.Unmarshal(e.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev.Subject
 }

@@ -29,17 +29,25 @@ func TestGitCrashHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestGitCrashReconciled")
 	}
-	cfg, err := server.LoadConfig(filepath.Join(dir, "writ.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(context.Background(), cfg, server.Options{GitFault: func(p string) error {
+	serveUntilKilled(t, dir, server.Options{GitFault: func(p string) error {
 		if p == point {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
 		}
 		return nil
-	}})
+	}}) // never returns: the push kills it
+}
+
+// serveUntilKilled serves the installation in dir (its writ.yaml) with o
+// and writes the URL it listens on to dir/url (atomically); it returns
+// only if the server fails.
+func serveUntilKilled(t *testing.T, dir string, o server.Options) {
+	t.Helper()
+	cfg, err := server.LoadConfig(filepath.Join(dir, "writ.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +61,7 @@ func TestGitCrashHelper(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "url.tmp"), filepath.Join(dir, "url")); err != nil {
 		t.Fatal(err)
 	}
-	t.Fatal(srv.Run(context.Background())) // never returns: the push kills it
+	t.Fatal(srv.Run(context.Background()))
 }
 
 // TestGitCrashReconciled kills a writ server process (SIGKILL) while a
