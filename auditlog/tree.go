@@ -347,12 +347,28 @@ func (l *Log) latestCheckpoint() Checkpoint {
 // passed its check.
 func (l *Log) withFallback(ctx context.Context, what func() string, prove func(tlog.HashReader) error) error {
 	err := prove(l.storedReader(ctx))
-	if err == nil || !errors.Is(err, errProofCheck) {
-		return err
+	if err == nil {
+		return nil
+	}
+	ts, ok := l.store.(TreeStore)
+	if !errors.Is(err, errProofCheck) {
+		// A stored hash that cannot be read (a missing or mangled row) is
+		// damage too — unless the leaves cannot be read either: then the
+		// store is failing, and its error is the answer.
+		if !ok || ctx.Err() != nil {
+			return err
+		}
+		l.tree.slow.Lock()
+		defer l.tree.slow.Unlock()
+		if prove(leafReader(ctx, ts)) != nil {
+			return err
+		}
+		l.log.LogAttrs(ctx, slog.LevelWarn, "audit log: stored tree hashes could not be read; computed from the leaves", slog.String("proof", what()), slog.Any("error", err))
+		l.wantCheck()
+		return nil
 	}
 	l.log.LogAttrs(ctx, slog.LevelWarn, "audit log: a proof from the stored tree hashes failed its self-check; computing it from the leaves", slog.String("proof", what()))
 	l.wantCheck()
-	ts, ok := l.store.(TreeStore)
 	if !ok {
 		return damagedErr(what)
 	}
