@@ -195,8 +195,6 @@ func batched(r tlog.HashReader, f func(tlog.HashReader) error) error {
 	if err := f(rec); err != nil {
 		return err
 	}
-	slices.Sort(want)
-	want = slices.Compact(want)
 	hs, err := r.ReadHashes(want)
 	if err != nil {
 		return err
@@ -204,33 +202,15 @@ func batched(r tlog.HashReader, f func(tlog.HashReader) error) error {
 	if len(hs) != len(want) {
 		return fmt.Errorf("audit log: read tree hashes: asked for %d, got %d", len(want), len(hs))
 	}
-	got := make(map[int64]Hash, len(want))
-	for i, x := range want {
-		got[x] = hs[i]
-	}
+	// The second run asks for the same indexes in the same order.
+	next := 0
 	return f(tlog.HashReaderFunc(func(ix []int64) ([]Hash, error) {
-		out := make([]Hash, len(ix))
-		var miss []int64
-		for i, x := range ix {
-			h, ok := got[x]
-			if !ok {
-				miss = append(miss, x)
-			}
-			out[i] = h
+		if next+len(ix) <= len(want) && slices.Equal(ix, want[next:next+len(ix)]) {
+			out := hs[next : next+len(ix) : next+len(ix)]
+			next += len(ix)
+			return out, nil
 		}
-		if len(miss) > 0 { // not expected: tlog asked for something new
-			more, err := r.ReadHashes(miss)
-			if err != nil {
-				return nil, err
-			}
-			for k, x := range miss {
-				got[x] = more[k]
-			}
-			for i, x := range ix {
-				out[i] = got[x]
-			}
-		}
-		return out, nil
+		return r.ReadHashes(ix) // not expected: tlog asked for something else
 	}))
 }
 
@@ -240,11 +220,17 @@ func batched(r tlog.HashReader, f func(tlog.HashReader) error) error {
 // root the Log holds, that root; otherwise the root r yields, which
 // check then proves consistent with latest's signed root — so a root
 // that passes is the signed tree's, whatever r read.
-func (l *Log) rootOf(r tlog.HashReader, latest Checkpoint, size int64) (root func() Hash, check func() error, err error) {
+// signedRoot returns the signed root of the tree of size entries when the
+// Log holds it: latest's, or one of the newest published checkpoints'.
+func (l *Log) signedRoot(latest Checkpoint, size int64) (Hash, bool) {
 	if size == latest.Size {
-		return func() Hash { return latest.Root }, func() error { return nil }, nil
+		return latest.Root, true
 	}
-	if h, ok := l.knownRoot(size); ok {
+	return l.knownRoot(size)
+}
+
+func (l *Log) rootOf(r tlog.HashReader, latest Checkpoint, size int64) (root func() Hash, check func() error, err error) {
+	if h, ok := l.signedRoot(latest, size); ok {
 		return func() Hash { return h }, func() error { return nil }, nil
 	}
 	th, err := tlog.TreeHash(size, r)
@@ -267,6 +253,40 @@ func (l *Log) rootOf(r tlog.HashReader, latest Checkpoint, size int64) (root fun
 // from r and checks it against the signed tree; it returns errProofCheck
 // (wrapped) when the check fails.
 func (l *Log) proveInclusion(r tlog.HashReader, latest Checkpoint, index, size int64) (tlog.RecordProof, error) {
+	if root, ok := l.signedRoot(latest, size); ok {
+		// The common case, a proof in a signed tree: the entry's leaf is
+		// read with the proof, and the proof computed once.
+		var (
+			leaf Hash
+			read bool
+		)
+		p, err := tlog.ProveRecord(size, index, tlog.HashReaderFunc(func(ix []int64) ([]Hash, error) {
+			if read {
+				return r.ReadHashes(ix)
+			}
+			read = true
+			hs, err := r.ReadHashes(append(ix[:len(ix):len(ix)], tlog.StoredHashIndex(0, index)))
+			if err != nil {
+				return nil, err
+			}
+			leaf = hs[len(ix)]
+			return hs[:len(ix)], nil
+		}))
+		if err != nil {
+			return nil, err
+		}
+		if !read {
+			hs, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, index)})
+			if err != nil {
+				return nil, err
+			}
+			leaf = hs[0]
+		}
+		if tlog.CheckRecord(p, size, root, index, leaf) != nil {
+			return nil, errProofCheck
+		}
+		return p, nil
+	}
 	var (
 		p     tlog.RecordProof
 		leaf  Hash
@@ -307,6 +327,16 @@ func (l *Log) proveConsistency(r tlog.HashReader, latest Checkpoint, from, to in
 		check func() error
 	)
 	oldRoot, haveOld := l.knownRoot(from)
+	if root, ok := l.signedRoot(latest, to); ok && haveOld {
+		p, err := tlog.ProveTree(to, from, r)
+		if err != nil {
+			return nil, err
+		}
+		if tlog.CheckTree(p, to, root, from, oldRoot) != nil {
+			return nil, errProofCheck
+		}
+		return p, nil
+	}
 	err := batched(r, func(r tlog.HashReader) error {
 		var err error
 		if p, err = tlog.ProveTree(to, from, r); err != nil {
