@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -54,11 +55,36 @@ func (l *Log) TileData(ctx context.Context, level int, n int64, width int) ([]by
 // tree latest as a tlog client does (tlog.TileHashReader: the tile, the
 // tiles above it and those of the tree's right edge must rebuild the
 // signed root). Authenticated tiles are cached: a tile never changes for
-// its width, so most requests read only the tile itself and the right
-// edge's partial tiles.
+// its width. A full tile whose parent tile is cached is authenticated
+// against the parent's entry for it alone (its 256 hashes rebuild that
+// entry): most requests read only the tile itself.
 func (l *Log) checkedTile(r tlog.HashReader, latest Checkpoint, t tlog.Tile) ([]byte, error) {
 	if d, ok := l.cachedTile(t); ok {
 		return d, nil
+	}
+	if t.W == TileWidth {
+		at := int(t.N % TileWidth) // the parent's entry for t
+		if parent, ok := l.cachedTile(tlog.Tile{H: TileHeight, L: t.L + 1, N: t.N / TileWidth, W: at + 1}); ok {
+			data, err := tlog.ReadTileData(t, r)
+			if err != nil {
+				return nil, err
+			}
+			// The tile's root, from its two halves (tlog.HashFromTile).
+			lo := t.L * TileHeight
+			left, err := tlog.HashFromTile(t, data, tlog.StoredHashIndex(lo+TileHeight-1, 2*t.N))
+			if err != nil {
+				return nil, err
+			}
+			right, err := tlog.HashFromTile(t, data, tlog.StoredHashIndex(lo+TileHeight-1, 2*t.N+1))
+			if err != nil {
+				return nil, err
+			}
+			if root := tlog.NodeHash(left, right); !bytes.Equal(root[:], parent[at*tlog.HashSize:(at+1)*tlog.HashSize]) {
+				return nil, errProofCheck
+			}
+			l.saveTiles([]tlog.Tile{t}, [][]byte{data})
+			return data, nil
+		}
 	}
 	tr := &tileReader{l: l, r: r}
 	// Reading the tile's last hash through a TileHashReader makes tlog
@@ -79,20 +105,39 @@ func (l *Log) checkedTile(r tlog.HashReader, latest Checkpoint, t tlog.Tile) ([]
 	return nil, errProofCheck // tlog authenticated no tile holding t
 }
 
-// cachedTile returns t from the authenticated tiles, or cut from the
-// full tile of the same place.
+// cachedTile returns t from the authenticated tiles: the first t.W
+// hashes of the widest one authenticated at its place (a narrower tile is
+// a prefix of a wider one).
 func (l *Log) cachedTile(t tlog.Tile) ([]byte, bool) {
 	l.tree.tileMu.Lock()
 	defer l.tree.tileMu.Unlock()
-	if d, ok := l.tree.tiles[t]; ok {
-		return d, true
+	d, ok := l.tree.tiles[tileAt{t.L, t.N}]
+	if !ok || len(d) < t.W*tlog.HashSize {
+		return nil, false
 	}
-	full := t
-	full.W = TileWidth
-	if d, ok := l.tree.tiles[full]; ok {
-		return d[: t.W*tlog.HashSize : t.W*tlog.HashSize], true
+	return d[: t.W*tlog.HashSize : t.W*tlog.HashSize], true
+}
+
+// tileAt is a tile's place: its level and index.
+type tileAt struct {
+	level int
+	n     int64
+}
+
+// saveTiles caches authenticated tiles, keeping the widest of each place.
+func (l *Log) saveTiles(tiles []tlog.Tile, data [][]byte) {
+	t := &l.tree
+	t.tileMu.Lock()
+	defer t.tileMu.Unlock()
+	if t.tiles == nil || len(t.tiles)+len(tiles) > maxCachedTiles {
+		t.tiles = map[tileAt][]byte{}
 	}
-	return nil, false
+	for i, tile := range tiles {
+		at := tileAt{tile.L, tile.N}
+		if len(data[i]) > len(t.tiles[at]) {
+			t.tiles[at] = data[i]
+		}
+	}
 }
 
 // tileReader is the tlog.TileReader of one checkedTile: tiles from the
@@ -148,13 +193,5 @@ func (tr *tileReader) SaveTiles(tiles []tlog.Tile, data [][]byte) {
 	for i, tile := range tiles {
 		tr.saved[tile] = data[i]
 	}
-	t := &tr.l.tree
-	t.tileMu.Lock()
-	defer t.tileMu.Unlock()
-	if t.tiles == nil || len(t.tiles)+len(tiles) > maxCachedTiles {
-		t.tiles = map[tlog.Tile][]byte{}
-	}
-	for i, tile := range tiles {
-		t.tiles[tile] = data[i]
-	}
+	tr.l.saveTiles(tiles, data)
 }

@@ -99,7 +99,7 @@ type treeState struct {
 	slow   sync.Mutex    // one computation from the leaves at a time
 
 	tileMu sync.Mutex
-	tiles  map[tlog.Tile][]byte // tiles authenticated against a signed root
+	tiles  map[tileAt][]byte // tiles authenticated against a signed root, the widest of each place
 }
 
 // maxCachedTiles bounds the authenticated tiles a Log keeps (each at most
