@@ -166,18 +166,30 @@ func (l *Log) storedReader(ctx context.Context) tlog.HashReader {
 	fixes := l.tree.fixes
 	l.tree.mu.Unlock()
 	return tlog.HashReaderFunc(func(indexes []int64) ([]Hash, error) {
-		hs, err := readHashes(ctx, l.store, indexes)
-		if err != nil {
-			return nil, err
+		if len(fixes) == 0 {
+			return readHashes(ctx, l.store, indexes)
 		}
-		if len(fixes) > 0 {
-			for i, x := range indexes {
-				if h, ok := fixes[x]; ok {
-					hs[i] = h
-				}
+		// Rows a check found wrong (or missing) are not read.
+		out := make([]Hash, len(indexes))
+		var miss []int64
+		var at []int
+		for i, x := range indexes {
+			if h, ok := fixes[x]; ok {
+				out[i] = h
+			} else {
+				miss, at = append(miss, x), append(at, i)
 			}
 		}
-		return hs, nil
+		if len(miss) > 0 {
+			hs, err := readHashes(ctx, l.store, miss)
+			if err != nil {
+				return nil, err
+			}
+			for k, h := range hs {
+				out[at[k]] = h
+			}
+		}
+		return out, nil
 	})
 }
 

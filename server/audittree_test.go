@@ -21,8 +21,9 @@ import (
 	"github.com/writ-dev/writ/sqlstore"
 )
 
-// TestAuditTreeZeroedHash: a stored tree hash zeroed on disk while writ is
-// stopped (plain SQL on the SQLite file) is noticed at the next start.
+// TestAuditTreeZeroedHash: stored tree hashes zeroed or deleted on disk
+// while writ is stopped (plain SQL on the SQLite file) are noticed at the
+// next start.
 // Every inclusion proof, consistency proof and tile served — before the
 // check has run, while the damage is known and until it is repaired —
 // verifies as a client verifies it against the signed checkpoint; the
@@ -45,9 +46,10 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 	if err != nil || size < 30 {
 		t.Fatalf("log size %d, %v; want at least 30 entries", size, err)
 	}
-	// A leaf's row (in tile 0/000 and in its neighbour's proofs) and an
-	// interior node (in the proofs of entries 0–5).
-	damaged := []int64{tlog.StoredHashIndex(1, 3), tlog.StoredHashIndex(0, 9)} // 12, 16
+	// Zeroed: a leaf's row (in tile 0/000 and in its neighbour's proofs)
+	// and an interior node (in the proofs of entries 0–5); deleted:
+	// another leaf's row.
+	damaged := []int64{tlog.StoredHashIndex(1, 3), tlog.StoredHashIndex(0, 9), tlog.StoredHashIndex(0, 21)} // 12, 16, 39
 	orig, err := db.ReadLogHashes(ctx, damaged)
 	if err != nil {
 		t.Fatal(err)
@@ -64,13 +66,17 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, x := range damaged {
-		res, err := raw.ExecContext(ctx, "UPDATE tlog_hashes SET hash = zeroblob(32) WHERE idx = ?", x)
+	for i, x := range damaged {
+		q := "UPDATE tlog_hashes SET hash = zeroblob(32) WHERE idx = ?"
+		if i == 2 {
+			q = "DELETE FROM tlog_hashes WHERE idx = ?"
+		}
+		res, err := raw.ExecContext(ctx, q, x)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			t.Fatalf("zeroing stored hash %d changed %d rows", x, n)
+			t.Fatalf("%s with idx %d changed %d rows", q, x, n)
 		}
 	}
 	if err := raw.Close(); err != nil {
@@ -141,16 +147,16 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 	wait("repair")
 	status, body := getReady(t, r.url)
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, "not_ready") ||
-		!strings.Contains(body, "audit log tree hashes damaged at 2 places; repairing") {
+		!strings.Contains(body, "audit log tree hashes damaged at 3 places; repairing") {
 		t.Fatalf("readyz while damaged: %d %s", status, body)
 	}
 	alert := findEvent(t, r.srv.Store(), "alert")
 	if alert == nil {
 		t.Fatal("no alert event for the damaged tree")
 	}
-	if alert.Details["code"] != auditlog.AlertTreeDamaged || alert.Details["hashes"] != float64(2) ||
-		fmt.Sprint(alert.Details["hashIndexes"]) != fmt.Sprint([]any{float64(damaged[0]), float64(damaged[1])}) ||
-		!strings.Contains(fmt.Sprint(alert.Details["message"]), "2 stored audit log tree hashes differ") || alert.Details["leaves"] != nil {
+	if alert.Details["code"] != auditlog.AlertTreeDamaged || alert.Details["hashes"] != float64(3) ||
+		fmt.Sprint(alert.Details["hashIndexes"]) != fmt.Sprint([]any{float64(damaged[0]), float64(damaged[1]), float64(damaged[2])}) ||
+		!strings.Contains(fmt.Sprint(alert.Details["message"]), "3 stored audit log tree hashes differ") || alert.Details["leaves"] != nil {
 		t.Fatalf("alert %+v", alert.Details)
 	}
 	verifyAll("while damaged")
@@ -172,11 +178,11 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != orig[0] || got[1] != orig[1] {
+	if got[0] != orig[0] || got[1] != orig[1] || got[2] != orig[2] {
 		t.Fatalf("stored hashes after the repair %x; want %x", got, orig)
 	}
 	repaired := findEvent(t, r.srv.Store(), auditlog.EventTreeRepaired)
-	if repaired == nil || repaired.Details["alert"] == "" || repaired.Details["rows"] != float64(2) {
+	if repaired == nil || repaired.Details["alert"] == "" || repaired.Details["rows"] != float64(3) {
 		t.Fatalf("repair event %+v", repaired)
 	}
 	verifyAll("after the repair")
