@@ -58,11 +58,7 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	path := strings.TrimPrefix(d.cfg.Store, "sqlite://")
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	raw, err := sql.Open("sqlite", path)
+	raw, err := sql.Open("sqlite", sqlitePath(d.cfg.Store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +182,97 @@ func TestAuditTreeZeroedHash(t *testing.T) {
 		t.Fatalf("repair event %+v", repaired)
 	}
 	verifyAll("after the repair")
+}
+
+// TestAuditTreeAlteredEntry: an entry's stored bytes changed on disk
+// while writ is stopped are not "repaired": the check at the next start
+// records an audit_entries_altered alert naming the entry, /readyz fails
+// with it, and the entry's inclusion proof is refused while the others
+// still verify.
+func TestAuditTreeAlteredEntry(t *testing.T) {
+	d := prepareDev(t)
+	ctx := context.Background()
+	r := start(t, d.cfg, server.Options{}, d.finish(t))
+	anon := client.New(r.url, "")
+	for i := range 4 {
+		if _, err := anon.StartRun(ctx, d.sign(t, time.Now().Add(time.Duration(i)*time.Millisecond), nil), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAllLogged(t, r.srv.Store())
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", sqlitePath(d.cfg.Store))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := raw.ExecContext(ctx, "UPDATE outbox SET body = ? WHERE seq = 5", []byte(`{"id":"forged"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("altering entry 5 changed %d rows", n)
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r = start(t, d.cfg, server.Options{}, nil)
+	alert := findEvent(t, r.srv.Store(), "alert")
+	if alert == nil {
+		t.Fatal("no alert for the altered entry")
+	}
+	if alert.Details["code"] != auditlog.AlertEntriesAltered || fmt.Sprint(alert.Details["alteredEntries"]) != "[5]" ||
+		!strings.Contains(fmt.Sprint(alert.Details["message"]), "are not those the log signed") {
+		t.Fatalf("alert %+v", alert.Details)
+	}
+	// The health problem is set before the alert is recorded, and no
+	// repair clears it.
+	status, body := getReady(t, r.url)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "entries (the first [5]) are not those the log signed") {
+		t.Fatalf("readyz with an altered entry: %d %s", status, body)
+	}
+	status, body = getAuth(t, r.url+"/v1/audit/proof/inclusion?index=5", d.env.Token)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, "audit_entry_altered") {
+		t.Fatalf("inclusion proof of the altered entry: %d %s", status, body)
+	}
+	a := newAuditAPI(t, r.url, d.env.Token)
+	var key struct{ Key, Origin string }
+	a.getJSON("/v1/audit/key", &key)
+	var ir wapi.InclusionResponse
+	a.getJSON("/v1/audit/proof/inclusion?index=6", &ir)
+	if _, err := auditlog.CheckEntryProof([]byte(ir.Checkpoint), key.Key, key.Origin, 6, ir.Entry.Body, ir.Proof); err != nil {
+		t.Fatalf("the inclusion proof of entry 6 fails client verification: %v", err)
+	}
+}
+
+// sqlitePath is the file of a sqlite:// store DSN.
+func sqlitePath(dsn string) string {
+	path := strings.TrimPrefix(dsn, "sqlite://")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return path
+}
+
+func getAuth(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // waitAllLogged waits until every committed event is in the log.
