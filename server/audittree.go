@@ -38,6 +38,7 @@ var auditTreeHook func(ctx context.Context, stage string)
 // auditTreeLoop runs the tree check until ctx is done.
 func (s *Server) auditTreeLoop(ctx context.Context) error {
 	var alerted string // the damage last alerted that no repair undid
+	wanted := s.audit.TreeCheckWanted()
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -45,26 +46,42 @@ func (s *Server) auditTreeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-s.audit.TreeCheckWanted():
+		case <-wanted:
 			t.Stop()
+			s.suspectAuditTree(alerted)
 		}
 		last := time.Now()
-		again := s.checkAuditTree(ctx, &alerted)
-		switch {
-		case again:
-			t.Reset(0)
-		default:
-			t.Reset(auditTreeInterval)
-			// Wake-ups that came during the check, or come within the
-			// gap, wait for it.
-			gap := time.NewTimer(time.Until(last.Add(auditTreeMinGap)))
+		if s.checkAuditTree(ctx, &alerted) {
+			t.Reset(0) // more to repair
+			continue
+		}
+		t.Reset(auditTreeInterval)
+		// Checks asked for during the check, or within the gap after it,
+		// run when the gap ends; /readyz says so meanwhile.
+		gap := time.NewTimer(time.Until(last.Add(auditTreeMinGap)))
+		for waiting := true; waiting; {
 			select {
 			case <-ctx.Done():
 				gap.Stop()
 				return nil
 			case <-gap.C:
+				waiting = false
+			case <-wanted:
+				s.suspectAuditTree(alerted)
+				t.Reset(0)
 			}
 		}
+	}
+}
+
+// suspectAuditTree makes /readyz say so when a proof failed its
+// self-check and the check that will find out why has not run yet; the
+// check's own report replaces it. Known damage no repair undoes keeps its
+// message.
+func (s *Server) suspectAuditTree(alerted string) {
+	if alerted == "" && s.audit.Damaged() {
+		s.health.set(auditTreeHealth, "an audit log proof failed its self-check against the signed checkpoint; "+
+			"re-deriving the stored tree from the leaves — proofs are computed from the leaves meanwhile")
 	}
 }
 
