@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -136,7 +137,8 @@ type treeScan struct {
 // failed proof self-check set. CheckTree and RepairTree are meant for one
 // goroutine (the server's tree check loop); the stored tree they check is
 // written only below the checked size, by RepairTree, so the integrator
-// may run meanwhile.
+// may run meanwhile. A check while no damage is known rests between chunks
+// as long as it worked, so it takes at most about half a core.
 func (l *Log) CheckTree(ctx context.Context) (*TreeReport, error) {
 	ts, ok := l.store.(TreeStore)
 	if !ok {
@@ -195,6 +197,7 @@ func (l *Log) scan(ctx context.Context, ts TreeStore, latest Checkpoint, fromBod
 	s := &treeScan{}
 	var f frontier
 	for a := int64(0); a < latest.Size; a += scanChunk {
+		began := time.Now()
 		b := min(a+scanChunk, latest.Size)
 		ls, err := ts.LogLeaves(ctx, a, b, true)
 		if err != nil {
@@ -285,6 +288,18 @@ func (l *Log) scan(ctx context.Context, ts TreeStore, latest Checkpoint, fromBod
 					}
 				}
 				roots = roots[1:]
+			}
+		}
+		// A routine check shares the machine: it rests as long as it
+		// worked (half a core at most). One asked for by a failed proof
+		// runs at full speed.
+		if !l.Damaged() {
+			rest := time.NewTimer(time.Since(began))
+			select {
+			case <-ctx.Done():
+				rest.Stop()
+				return nil, ctx.Err()
+			case <-rest.C:
 			}
 		}
 	}
