@@ -74,6 +74,12 @@
 // reproduce the latest signed checkpoint, or if the store holds less than
 // this process has already signed (a database restored from a backup);
 // signing on top of either would publish a fork.
+// And the proof server: every proof and tile is checked against the signed
+// tree before it is served, computed from the leaves when the stored
+// hashes fail that check, and refused when it still fails; the stored
+// tree is re-derived from the leaves in the background ([Log.CheckTree])
+// and repaired only where the signed checkpoints prove the right values
+// ([Log.RepairTree]).
 //
 // What is not covered: the log key is the root of trust, and a holder of it
 // can sign anything; a log that shows different clients different,

@@ -84,6 +84,8 @@ type Log struct {
 	signed    int64         // the largest size this process signed and stored
 	changed   chan struct{} // closed and replaced when latest grows
 	emptyNote []byte        // the signed checkpoint of the empty log
+
+	tree treeState // the health of the stored tree (tree.go)
 }
 
 // New returns a Log. It does no I/O: the first [Log.Integrate] (or
@@ -121,6 +123,7 @@ func New(cfg Config) (*Log, error) {
 		wake:     make(chan struct{}, 1),
 		latest:   Checkpoint{Origin: cfg.Origin, Root: emptyRoot},
 		changed:  make(chan struct{}),
+		tree:     treeState{wanted: make(chan struct{}, 1)},
 	}, nil
 }
 
@@ -184,6 +187,7 @@ func (l *Log) integrateBatch(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("audit log: tree hash at %d: %w", size, err)
 	}
 	if root != cp.Root {
+		l.wantCheck() // re-derive the stored tree from the leaves (CheckTree)
 		return 0, fmt.Errorf("audit log: the stored tree hashes do not reproduce the root of the latest signed checkpoint (size %d); refusing to extend the log", size)
 	}
 
@@ -488,6 +492,7 @@ func (l *Log) publish(cp Checkpoint, msg []byte) {
 		return
 	}
 	l.latest, l.note = cp, msg
+	l.rememberRoot(cp)
 	close(l.changed)
 	l.changed = make(chan struct{})
 }
@@ -512,7 +517,14 @@ func (l *Log) ensure(ctx context.Context, want int64) (int64, error) {
 // size entries (tlog.ProveRecord over the stored hashes), for
 // [CheckInclusion]. size must be at most the latest signed size, and
 // index below size; otherwise the error is a *writ.Error of KindInvalid.
-// The proof is not checked here: clients check it.
+//
+// The proof is checked before it is returned, against the signed root of
+// size, or against a root proved consistent with the latest signed one
+// (one read of stored hashes in all). When the check fails the stored
+// tree is damaged: the Log asks for a check ([Log.TreeCheckWanted]) and
+// computes the proof from the leaves instead; a proof that still does not
+// check is refused (KindUnavailable, audit_log_damaged). So is the proof
+// of an entry a check found altered (audit_entry_altered).
 func (l *Log) InclusionProof(ctx context.Context, index, size int64) (tlog.RecordProof, error) {
 	if size < 1 {
 		return nil, writ.Errorf(writ.KindInvalid, "invalid_size", "tree size %d: an inclusion proof needs a tree of at least one entry", size)
@@ -527,7 +539,17 @@ func (l *Log) InclusionProof(ctx context.Context, index, size int64) (tlog.Recor
 	if size > have {
 		return nil, writ.Errorf(writ.KindInvalid, "invalid_size", "tree size %d is larger than the log (its latest checkpoint has %d entries)", size, have)
 	}
-	p, err := tlog.ProveRecord(size, index, l.reader(ctx))
+	if l.altered(index) {
+		return nil, writ.Errorf(writ.KindUnavailable, "audit_entry_altered", "the stored bytes of entry %d are not those the log signed: no inclusion proof is served for it", index)
+	}
+	latest := l.latestCheckpoint()
+	var p tlog.RecordProof
+	what := func() string { return fmt.Sprintf("the inclusion proof of entry %d in the tree of %d", index, size) }
+	err = l.withFallback(ctx, what, func(r tlog.HashReader) error {
+		var err error
+		p, err = l.proveInclusion(r, latest, index, size)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("audit log: inclusion proof of entry %d in tree %d: %w", index, size, err)
 	}
@@ -538,7 +560,8 @@ func (l *Log) InclusionProof(ctx context.Context, index, size int64) (tlog.Recor
 // prefix of the tree of to entries (tlog.ProveTree), for
 // [CheckConsistency]. The proof from the empty tree, or between equal
 // sizes, is empty. from must be at most to, and to at most the latest
-// signed size; otherwise the error is a *writ.Error of KindInvalid.
+// signed size; otherwise the error is a *writ.Error of KindInvalid. It is
+// checked before it is returned, as [Log.InclusionProof]'s proofs are.
 func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) (tlog.TreeProof, error) {
 	if from < 0 || from > to {
 		return nil, writ.Errorf(writ.KindInvalid, "invalid_from", "a consistency proof goes from a smaller tree to a larger one, not from %d to %d", from, to)
@@ -553,15 +576,16 @@ func (l *Log) ConsistencyProof(ctx context.Context, from, to int64) (tlog.TreePr
 	if from == 0 || from == to {
 		return tlog.TreeProof{}, nil
 	}
-	p, err := tlog.ProveTree(to, from, l.reader(ctx))
+	latest := l.latestCheckpoint()
+	var p tlog.TreeProof
+	what := func() string { return fmt.Sprintf("the consistency proof from %d to %d", from, to) }
+	err = l.withFallback(ctx, what, func(r tlog.HashReader) error {
+		var err error
+		p, err = l.proveConsistency(r, latest, from, to)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("audit log: consistency proof from %d to %d: %w", from, to, err)
 	}
 	return p, nil
-}
-
-func (l *Log) reader(ctx context.Context) tlog.HashReader {
-	return tlog.HashReaderFunc(func(indexes []int64) ([]Hash, error) {
-		return readHashes(ctx, l.store, indexes)
-	})
 }

@@ -264,26 +264,37 @@ func (p *pinKeeper) compare(ctx context.Context, pin *pinned, size int64) *Rollb
 	return rb
 }
 
-// leavesRoot computes the RFC 6962 root of the first n leaves, streaming
-// (a stack of complete subtrees, O(log n) memory).
+// leavesRoot computes the RFC 6962 root of the first n entries from their
+// stored bytes (not the recorded leaf hashes, which may be what is
+// damaged), streaming: a stack of complete subtrees, O(log n) memory.
 func leavesRoot(ctx context.Context, store *sqlstore.DB, n int64) (tlog.Hash, error) {
 	type sub struct {
 		h    tlog.Hash
 		size int64
 	}
 	var stack []sub
-	err := store.LogLeaves(ctx, 0, n, func(_ int64, leaf [32]byte) error {
-		s := sub{h: leaf, size: 1}
-		for len(stack) > 0 && stack[len(stack)-1].size == s.size {
-			top := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			s = sub{h: tlog.NodeHash(top.h, s.h), size: s.size * 2}
+	const page = 4096
+	for start := int64(0); start < n; start += page {
+		end := min(start+page, n)
+		leaves, err := store.LogLeaves(ctx, start, end, true)
+		if err != nil {
+			return tlog.Hash{}, err
 		}
-		stack = append(stack, s)
-		return nil
-	})
-	if err != nil {
-		return tlog.Hash{}, err
+		if int64(len(leaves)) != end-start {
+			return tlog.Hash{}, fmt.Errorf("the log is missing entries in [%d, %d)", start, end)
+		}
+		for i, l := range leaves {
+			if l.Seq != start+int64(i) {
+				return tlog.Hash{}, fmt.Errorf("the log is missing entry %d", start+int64(i))
+			}
+			s := sub{h: tlog.RecordHash(l.Body), size: 1}
+			for len(stack) > 0 && stack[len(stack)-1].size == s.size {
+				top := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				s = sub{h: tlog.NodeHash(top.h, s.h), size: s.size * 2}
+			}
+			stack = append(stack, s)
+		}
 	}
 	if len(stack) == 0 {
 		return tlog.Hash{}, errors.New("empty log")

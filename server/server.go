@@ -407,6 +407,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.pin.loop(gctx) })
 	g.Go(func() error { return s.integrityLater(gctx) })
 	g.Go(func() error { s.sweepOrphans(gctx); return nil })
+	g.Go(func() error { return s.auditTreeLoop(gctx) }) // re-derives the stored audit tree (audittree.go)
 	g.Go(func() error { return s.policy.loop(gctx) })
 	g.Go(func() error { return s.approvalLoop(gctx) })
 	g.Go(func() error { s.broker.broker.RunRevoker(gctx, time.Second); return nil })

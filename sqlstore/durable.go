@@ -57,51 +57,6 @@ func (db *DB) RaiseHorizon(ctx context.Context, kind string, t time.Time) error 
 	})
 }
 
-// LogLeaves calls fn with the leaf hash of every logged entry in [start,
-// end), in index order, reading in pages so memory stays bounded. An
-// entry without a leaf, or a gap in the indexes, is an error.
-func (db *DB) LogLeaves(ctx context.Context, start, end int64, fn func(index int64, leaf [32]byte) error) error {
-	if db.isClosed() {
-		return ErrClosed
-	}
-	const page = 4096
-	for next := start; next < end; {
-		rows, err := db.rdb.QueryContext(ctx, db.d.q("SELECT seq, leaf FROM outbox WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?"), next, end, page)
-		if err != nil {
-			return fmt.Errorf("sqlstore: log leaves: %w", err)
-		}
-		n := 0
-		for rows.Next() {
-			var seq int64
-			var leaf []byte
-			if err := rows.Scan(&seq, &leaf); err != nil {
-				rows.Close()
-				return fmt.Errorf("sqlstore: log leaves: %w", err)
-			}
-			if seq != next || len(leaf) != 32 {
-				rows.Close()
-				return fmt.Errorf("sqlstore: log entry %d is missing or has no leaf hash", next)
-			}
-			var h [32]byte
-			copy(h[:], leaf)
-			if err := fn(seq, h); err != nil {
-				rows.Close()
-				return err
-			}
-			next++
-			n++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("sqlstore: log leaves: %w", err)
-		}
-		if n == 0 {
-			return fmt.Errorf("sqlstore: log entry %d is missing", next)
-		}
-	}
-	return nil
-}
-
 // IsSQLite reports whether the store is an SQLite file (one process; the
 // integrity check and the backup command apply).
 func (db *DB) IsSQLite() bool { return db.d == sqliteDialect }
