@@ -104,6 +104,14 @@ type DB struct {
 	listenStop context.CancelFunc
 	listenDone chan struct{}
 
+	// path is the SQLite database file ("" on PostgreSQL), for the free
+	// space check of Writable.
+	path string
+	// The write probe's last answer (Writable).
+	probeMu  sync.Mutex
+	probeAt  time.Time
+	probeErr error
+
 	// Counters for tests and benchmarks.
 	nBatches  atomic.Int64
 	nRequests atomic.Int64
@@ -133,6 +141,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		reqs:       make(chan *request, maxBatch),
 		writerDone: make(chan struct{}),
 		stmts:      make(map[string]*sql.Stmt),
+	}
+	if d == sqliteDialect {
+		db.path = path
 	}
 	if db.log == nil {
 		db.log = slog.New(slog.NewTextHandler(io.Discard, nil))
