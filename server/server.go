@@ -61,6 +61,7 @@ type Server struct {
 	runs      *runs.Service
 	runsRef   atomic.Pointer[runs.Service]
 	api       *httpapi.API
+	strikes   limitStrikes // rate-limit refusals per run, toward the denial threshold
 	http      *http.Server
 	ln        net.Listener
 	wake      chan struct{}
@@ -261,6 +262,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		Logger: s.log, Now: s.now, Registry: reg, MCP: s.mcpHandler(), Git: s.gitHandler(),
 		AttestKey: attestPublicPEM(keys), Artifacts: s.gates,
 		Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
+		Limits:    cfg.Limits, OnRunLimited: s.runLimited, StoreError: sqlstore.Unavailable,
 	})
 	s.egress = egress.New(cfg.Egress, s.broker.broker, s.runs, s.decider, s.log)
 	s.http = &http.Server{
