@@ -32,6 +32,10 @@ import (
 // elapsed time.
 const pollTimeout = 30 * time.Second
 
+// testPolicyTimeout is the policy timeout of tests that are not about it:
+// generous, so a loaded machine never turns a slow evaluation into a 503.
+const testPolicyTimeout = 10 * time.Second
+
 // running is a server started by start, serving until stop.
 type running struct {
 	t      testing.TB
@@ -99,6 +103,9 @@ func prepareDev(t testing.TB) *dev {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Tests that are not about timeouts give policy all the time a loaded
+	// machine needs (CONTRIBUTING.md §2).
+	cfg.Policy.Timeout = testPolicyTimeout
 	pemBytes, err := os.ReadFile(env.KeyFile)
 	if err != nil {
 		t.Fatal(err)
