@@ -99,7 +99,13 @@ type dev struct {
 
 func prepareDev(t testing.TB) *dev {
 	t.Helper()
-	cfg, env, err := server.PrepareDev(t.TempDir(), "127.0.0.1:0")
+	return prepareDevIn(t, t.TempDir())
+}
+
+// prepareDevIn is prepareDev in dir.
+func prepareDevIn(t testing.TB, dir string) *dev {
+	t.Helper()
+	cfg, env, err := server.PrepareDev(dir, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
