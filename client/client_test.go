@@ -450,3 +450,46 @@ func TestAuditEntriesPages(t *testing.T) {
 		t.Errorf("queries %q; want %q", queries, want)
 	}
 }
+
+// TestRetryTransport: the transport `writ mcp proxy` relays through sends
+// a request again, body and all, while it is answered 503 or 429, and
+// hands back the last answer once its budget is spent.
+func TestRetryTransport(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		n := len(bodies)
+		mu.Unlock()
+		if n < 3 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	hc := &http.Client{Transport: client.RetryTransport(nil, time.Minute)}
+	resp, err := hc.Post(srv.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	if resp.StatusCode != 200 || len(bodies) != 3 || bodies[2] != `{"jsonrpc":"2.0"}` {
+		t.Errorf("status %d after %q; want 200 on the third try with the same body", resp.StatusCode, bodies)
+	}
+	mu.Unlock()
+	busy := newServer(t, 429, `{"error":{"code":"rate_limited","message":"m"}}`)
+	hc = &http.Client{Transport: client.RetryTransport(nil, 200*time.Millisecond)}
+	resp, err = hc.Get(busy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || len(busy.requests()) < 2 {
+		t.Errorf("always 429: status %d after %d requests; want 429 after retries", resp.StatusCode, len(busy.requests()))
+	}
+}
