@@ -206,11 +206,11 @@ const rateClassKey ctxKey = 1
 // is known (auth, public).
 func (a *API) admitted(c, rc Class, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		release, err := a.limits.admit(c)
+		slot, err := a.limits.admit(c)
 		if err != nil {
 			return err
 		}
-		defer release()
+		defer slot.release()
 		return h(w, r.WithContext(context.WithValue(r.Context(), rateClassKey, rc)))
 	}
 }

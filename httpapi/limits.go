@@ -90,8 +90,12 @@ type classLimiter struct {
 	limit    Limit
 	inFlight atomic.Int64
 	mu       sync.Mutex
-	buckets  map[string]*bucket
+	buckets  map[callerKey]*bucket
 }
+
+// callerKey names a caller's bucket: its kind (human, run, signer,
+// address) and name.
+type callerKey struct{ kind, name string }
 
 func newLimiter(l Limits, now func() time.Time, reg prometheus.Registerer) *limiter {
 	lim := &limiter{classes: map[Class]*classLimiter{}, now: now,
@@ -100,7 +104,7 @@ func newLimiter(l Limits, now func() time.Time, reg prometheus.Registerer) *limi
 			Help: "Requests refused before any work, by route class and reason (overloaded: 503, rate_limited: 429) and caller kind (human, run, signer, address; \"\" for overload).",
 		}, []string{"class", "reason", "caller"})}
 	for c, v := range l {
-		lim.classes[c] = &classLimiter{class: c, limit: v, buckets: map[string]*bucket{}}
+		lim.classes[c] = &classLimiter{class: c, limit: v, buckets: map[callerKey]*bucket{}}
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "writ_http_in_flight", Help: "Requests being served by admitted route classes, summed over classes.",
@@ -116,11 +120,11 @@ func newLimiter(l Limits, now func() time.Time, reg prometheus.Registerer) *limi
 }
 
 // admit takes an in-flight slot of class c, or says the class is full.
-// The returned release must be called once the request is served.
-func (l *limiter) admit(c Class) (release func(), err error) {
+// The returned slot's release must be called once the request is served.
+func (l *limiter) admit(c Class) (*classLimiter, error) {
 	cl := l.classes[c]
 	if cl == nil || cl.limit.InFlight <= 0 {
-		return func() {}, nil
+		return nil, nil
 	}
 	if cl.inFlight.Add(1) > int64(cl.limit.InFlight) {
 		cl.inFlight.Add(-1)
@@ -128,7 +132,15 @@ func (l *limiter) admit(c Class) (release func(), err error) {
 		return nil, &writ.Error{Kind: writ.KindUnavailable, Code: "overloaded", RetryAfter: shedRetryAfter,
 			Message: "writ is overloaded: too many " + string(c) + " requests at once; nothing was done, retry after the Retry-After delay"}
 	}
-	return func() { cl.inFlight.Add(-1) }, nil
+	return cl, nil
+}
+
+// release gives back the slot admit took; nil (an unbounded class) is a
+// no-op.
+func (cl *classLimiter) release() {
+	if cl != nil {
+		cl.inFlight.Add(-1)
+	}
 }
 
 // allow takes a token from the bucket of caller (kind:name) in class c,
@@ -138,7 +150,7 @@ func (l *limiter) allow(c Class, kind, name string) error {
 	if cl == nil || cl.limit.Rate <= 0 {
 		return nil
 	}
-	wait := cl.take(kind+":"+name, l.now())
+	wait := cl.take(callerKey{kind, name}, l.now())
 	if wait == 0 {
 		return nil
 	}
@@ -155,7 +167,7 @@ const maxBuckets = 100_000
 
 // take takes one token of key's bucket at now and returns 0, or returns
 // how long until a token is there.
-func (cl *classLimiter) take(key string, now time.Time) time.Duration {
+func (cl *classLimiter) take(key callerKey, now time.Time) time.Duration {
 	burst := float64(max(cl.limit.Burst, 1))
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
