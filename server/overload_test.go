@@ -111,7 +111,7 @@ func unlimited(cfg *server.Config) {
 }
 
 // denials counts the decision events that are denials.
-func denials(t *testing.T, p *policyRig) (decisions, denied int) {
+func denials(t testing.TB, p *policyRig) (decisions, denied int) {
 	t.Helper()
 	for _, e := range storeEvents(t, p.r.srv.Store()) {
 		if e.Type == writ.EventDecision {

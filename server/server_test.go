@@ -164,7 +164,7 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func storeEvents(t *testing.T, store *sqlstore.DB) []writ.Event {
+func storeEvents(t testing.TB, store *sqlstore.DB) []writ.Event {
 	t.Helper()
 	var out []writ.Event
 	var pos int64
