@@ -5,6 +5,7 @@ package server_test
 // and admission control"), over loopback, with the default limits:
 //
 //	go test -run='^$' -bench=Overload -benchtime=1x ./server/
+//	WRIT_BENCH_DECIDE_INFLIGHT=8 go test …   # another in-flight bound for decide
 //
 // Phase one measures the server unloaded (one client at a time) and its
 // capacity (eight clients for two seconds). Phase two offers ten times
@@ -18,6 +19,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/server"
 )
 
@@ -60,19 +63,26 @@ func BenchmarkOverload(b *testing.B) {
 	for _, p := range d.cfg.Profiles {
 		p.Budgets.CallsPerMinute, p.Budgets.TotalCalls = 1_000_000, 1_000_000
 	}
+	if v, err := strconv.Atoi(os.Getenv("WRIT_BENCH_DECIDE_INFLIGHT")); err == nil {
+		l := d.cfg.Limits[httpapi.ClassDecide]
+		l.InFlight = v
+		d.cfg.Limits[httpapi.ClassDecide] = l
+	}
 	r := start(b, d.cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, d.finish(b))
 	p := &policyRig{t: b, d: d, r: r, human: client.New(r.url, d.env.Token)}
 	ctx := context.Background()
 	// Many runs, each under its own rate limit, as many agents would be;
 	// hooks use unbound tokens.
 	var clients []*client.Client
+	// Connections are reused, as agents' clients keep theirs.
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096}}
 	for range 64 {
 		self, id := p.run(nil)
 		tok, err := self.MintToken(ctx, string(id), "", false)
 		if err != nil {
 			b.Fatal(err)
 		}
-		clients = append(clients, client.NewRun(r.url, tok.Token, nil).WithRetry(-1))
+		clients = append(clients, client.NewRun(r.url, tok.Token, nil).WithRetry(-1).WithHTTPClient(hc))
 	}
 	read := &client.DecideRequest{Action: writ.Action{Kind: "tool", Name: "read"}}
 	once := func(c *client.Client) (time.Duration, error) {
@@ -109,6 +119,7 @@ func BenchmarkOverload(b *testing.B) {
 	var mu sync.Mutex
 	var accepted, shed []time.Duration
 	other := 0
+	var firstOther error
 	interval := time.Duration(float64(time.Second) / offered)
 	end := time.Now().Add(5 * time.Second)
 	next := time.Now()
@@ -119,7 +130,7 @@ func BenchmarkOverload(b *testing.B) {
 			time.Sleep(wait)
 		}
 		next = next.Add(interval)
-		if outstanding.Load() > 20000 {
+		if outstanding.Load() > 4000 {
 			continue // the client side's own bound: count it as not offered
 		}
 		outstanding.Add(1)
@@ -134,6 +145,9 @@ func BenchmarkOverload(b *testing.B) {
 			case k == writ.KindUnavailable || k == writ.KindRateLimited:
 				shed = append(shed, dt)
 			default:
+				if other == 0 {
+					firstOther = err
+				}
 				other++
 			}
 		})
@@ -143,7 +157,7 @@ func BenchmarkOverload(b *testing.B) {
 	rss1 := rssMB(b)
 	_, denied := denials(b, p)
 	if denied != 0 || other != 0 {
-		b.Errorf("%d denied, %d other errors under load; want none", denied, other)
+		b.Errorf("%d denied, %d other errors under load (first: %v); want none", denied, other, firstOther)
 	}
 	u99, a99 := pct(unloaded, 0.99), pct(accepted, 0.99)
 	b.ReportMetric(capacity, "capacity-req/s")
