@@ -233,10 +233,11 @@ func (a *API) Admit(c, rc Class, h http.Handler) http.Handler {
 }
 
 // mount serves h (a gateway that writes its own responses) at pattern,
-// behind admission control and the per-address rate of its class.
+// behind its class's admission control. Its callers authenticate inside
+// the gateway (a git lease, an MCP token), and the agents of one host
+// share an address, so no per-address rate applies.
 func (a *API) mount(pattern string, h http.HandlerFunc) {
-	c := routeClass(pattern)
-	a.mux.Handle(pattern, a.Admit(c, c, h))
+	a.mux.Handle(pattern, a.Admit(routeClass(pattern), ClassControl, h))
 }
 
 // rateAddress applies the request's rate class per source address: the

@@ -63,7 +63,7 @@ func DefaultLimits() Limits {
 		ClassDecide:   {InFlight: 64, Rate: 100, Burst: 200},
 		ClassRunStart: {InFlight: 16, Rate: 10, Burst: 40},
 		ClassGit:      {InFlight: 16, Rate: 20, Burst: 60},
-		ClassMCP:      {InFlight: 64, Rate: 100, Burst: 200},
+		ClassMCP:      {InFlight: 64},                          // callers authenticate inside the gateway: no rate
 		ClassUI:       {InFlight: 32, Rate: 50, Burst: 200},    // per address: a page load fetches assets, and users share addresses
 		ClassAudit:    {InFlight: 16, Rate: 1000, Burst: 2000}, // a verifier pulls many tiles; reads are cheap
 		ClassAPI:      {InFlight: 128, Rate: 50, Burst: 100},

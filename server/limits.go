@@ -12,8 +12,8 @@ import (
 type fileLimits struct {
 	Decide   fileLimit `json:"decide"`   // POST /v1/decide
 	RunStart fileLimit `json:"runStart"` // POST /v1/runs (per signer and per address), delegation
-	Git      fileLimit `json:"git"`      // /git/…, merges
-	MCP      fileLimit `json:"mcp"`      // /mcp/{server}
+	Git      fileLimit `json:"git"`      // /git/… (inFlight only), merges
+	MCP      fileLimit `json:"mcp"`      // /mcp/{server} (inFlight only)
 	UI       fileLimit `json:"ui"`       // /ui/…
 	Audit    fileLimit `json:"audit"`    // /v1/audit/…, /v1/trace/…
 	API      fileLimit `json:"api"`      // every other API route
