@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Kind classifies an [Error] for transports: the HTTP ones (the API, the
@@ -22,10 +23,11 @@ const (
 	KindNotFound                    // no such object
 	KindConflict                    // state conflict: a replay, a final run, a moved head
 	KindTooLarge                    // the body or an item is over its limit
-	KindUnavailable                 // temporarily refused (shutting down, frozen, overloaded)
+	KindUnavailable                 // temporarily refused (shutting down, frozen, overloaded, the store cannot write); retry
+	KindRateLimited                 // the caller is over its rate limit; retry after Error.RetryAfter
 )
 
-var kindNames = [...]string{"internal", "invalid", "unauthenticated", "denied", "approval_pending", "not_found", "conflict", "too_large", "unavailable"}
+var kindNames = [...]string{"internal", "invalid", "unauthenticated", "denied", "approval_pending", "not_found", "conflict", "too_large", "unavailable", "rate_limited"}
 
 // httpStatus is the one table from error kind to HTTP status.
 var httpStatus = [...]int{
@@ -38,6 +40,7 @@ var httpStatus = [...]int{
 	KindConflict:        http.StatusConflict,
 	KindTooLarge:        http.StatusRequestEntityTooLarge,
 	KindUnavailable:     http.StatusServiceUnavailable,
+	KindRateLimited:     http.StatusTooManyRequests,
 }
 
 // HTTPStatus is the HTTP status an error of kind k is answered with; an
@@ -61,13 +64,17 @@ func (k Kind) String() string {
 // lists the offending items when there are several (an over-broad scope
 // lists every item outside its allowance). Decision and Approval name the
 // decision and approval the error refers to, when there is one.
+// RetryAfter, for KindUnavailable and KindRateLimited, is how long the
+// caller should wait before it retries (the HTTP Retry-After header);
+// zero means the transport's default.
 type Error struct {
-	Kind     Kind
-	Code     string
-	Message  string
-	Items    []string
-	Decision string
-	Approval string
+	Kind       Kind
+	Code       string
+	Message    string
+	Items      []string
+	Decision   string
+	Approval   string
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -104,4 +111,11 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return "internal"
+}
+
+// Retryable reports whether err asks the caller to retry later: its first
+// *Error is KindUnavailable or KindRateLimited (docs/design.md §4.8).
+func Retryable(err error) bool {
+	k := ErrorKind(err)
+	return err != nil && (k == KindUnavailable || k == KindRateLimited)
 }

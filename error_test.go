@@ -29,6 +29,25 @@ func TestErrorString(t *testing.T) {
 	}
 }
 
+// TestRetryableKinds: overload is 503, a rate limit 429, and both (and
+// nothing else) ask the caller to retry.
+func TestRetryableKinds(t *testing.T) {
+	if s := writ.KindRateLimited.HTTPStatus(); s != 429 {
+		t.Errorf("KindRateLimited.HTTPStatus() = %d; want 429", s)
+	}
+	if s := writ.KindRateLimited.String(); s != "rate_limited" {
+		t.Errorf("KindRateLimited.String() = %q", s)
+	}
+	for k, want := range map[writ.Kind]bool{writ.KindUnavailable: true, writ.KindRateLimited: true, writ.KindDenied: false, writ.KindInternal: false} {
+		if got := writ.Retryable(fmt.Errorf("x: %w", writ.Errorf(k, "c", "m"))); got != want {
+			t.Errorf("Retryable(%v) = %v; want %v", k, got, want)
+		}
+	}
+	if writ.Retryable(nil) {
+		t.Error("Retryable(nil) = true")
+	}
+}
+
 func TestErrorKindAndCode(t *testing.T) {
 	denied := &writ.Error{Kind: writ.KindDenied, Code: "bad_signature", Message: "signature does not verify"}
 	pending := &writ.Error{Kind: writ.KindApprovalPending, Code: "approval_required", Approval: "apr_1"}

@@ -255,7 +255,7 @@ func TestGitCredentialChecks(t *testing.T) {
 		{"another repo", user, pw, "acme/web", false, "credential_not_for_repo"},
 		{"push with a read lease", user, pw, "acme/api", true, "credential_read_only"},
 		{"another run's user", string(other.ID), pw, "acme/api", false, "invalid_credential"},
-		{"tampered secret", user, pw[:len(pw)-1] + "A", "acme/api", false, "invalid_credential"},
+		{"tampered secret", user, tamper(pw), "acme/api", false, "invalid_credential"},
 		{"not a writ credential", user, "hunter2", "acme/api", false, "invalid_credential"},
 		{"another lease id", user, "writ_git_" + writ.NewULID(time.Now(), nil) + pw[len("writ_git_")+26:], "acme/api", false, "invalid_credential"},
 	} {
@@ -490,4 +490,17 @@ func TestStaticSecret(t *testing.T) {
 	if bytes.Contains(stored.Sealed, []byte(canary)) {
 		t.Error("the secret is stored in the clear")
 	}
+}
+
+// tamper changes one character of a credential's secret part, always: the
+// second-to-last (the last base64url character of 32 bytes carries only
+// four bits, so some changes of it decode to the same bytes), to a
+// character it is not.
+func tamper(pw string) string {
+	i := len(pw) - 2
+	c := byte('A')
+	if pw[i] == c {
+		c = 'B'
+	}
+	return pw[:i] + string(c) + pw[i+1:]
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -31,6 +32,24 @@ type Client struct {
 	// is sent with the DPoP scheme (RFC 9449).
 	dpop *ecdsa.PrivateKey
 	now  func() time.Time
+	// retryFor bounds how long a request is retried while the server
+	// answers 503 or 429 (0: DefaultRetryFor; negative: never).
+	retryFor time.Duration
+}
+
+// DefaultRetryFor is how long a request is retried, by default, while the
+// server says it is overloaded (503) or the caller is over its rate limit
+// (429): within a hook's or a git helper's own deadline, which the
+// request's context can shorten further.
+const DefaultRetryFor = 20 * time.Second
+
+// WithRetry returns a copy of c that retries a request answered 503 or
+// 429 for at most d (negative: never), waiting as the answer's
+// Retry-After says, with exponential backoff.
+func (c *Client) WithRetry(d time.Duration) *Client {
+	cc := *c
+	cc.retryFor = d
+	return &cc
 }
 
 // NewRun returns a client acting as a run: with its API token, and, when
@@ -189,13 +208,75 @@ func kindOf(status int, code string) writ.Kind {
 		return writ.KindTooLarge
 	case http.StatusServiceUnavailable:
 		return writ.KindUnavailable
+	case http.StatusTooManyRequests:
+		return writ.KindRateLimited
 	}
 	return writ.KindInternal
 }
 
+// do sends one API request, retrying it while the server answers 503
+// (overloaded, the store cannot write) or 429 (over the rate limit): it
+// waits what the answer's Retry-After says, at least an exponential
+// backoff with jitter, within the client's retry budget and ctx's
+// deadline. Then it fails closed with an error that says the server is
+// overloaded (docs/design.md §4.8).
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
 	if c.base == "" {
 		return errors.New("no writ server: set WRIT_URL (for example http://127.0.0.1:7300)")
+	}
+	var payload []byte
+	if body != nil {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		payload = b
+	}
+	budget := c.retryFor
+	if budget == 0 {
+		budget = DefaultRetryFor
+	}
+	start := time.Now()
+	giveUp := start.Add(budget)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(giveUp) {
+		giveUp = dl
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := c.once(ctx, method, path, payload, body != nil, out)
+		var we *writ.Error
+		if err == nil || budget < 0 || !errors.As(err, &we) || (we.Kind != writ.KindUnavailable && we.Kind != writ.KindRateLimited) {
+			return err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1) // jitter: retries of many clients spread out
+		if we.RetryAfter > wait {
+			wait = we.RetryAfter
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		if time.Now().Add(wait).After(giveUp) {
+			what := "is overloaded"
+			if we.Kind == writ.KindRateLimited {
+				what = "refuses more requests of this caller for now (rate limit)"
+			}
+			return &writ.Error{Kind: we.Kind, Code: we.Code, RetryAfter: we.RetryAfter, Decision: we.Decision, Approval: we.Approval,
+				Message: fmt.Sprintf("writ at %s %s: %s (tried %d times over %v; nothing was done, try again later)",
+					c.base, what, we.Message, attempt, time.Since(start).Round(time.Millisecond))}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// once sends one request.
+func (c *Client) once(ctx context.Context, method, path string, payload []byte, hasBody bool, out any) error {
+	var body io.Reader
+	if hasBody {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -237,10 +318,11 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Code == "" {
 			return &writ.Error{Kind: kindOf(resp.StatusCode, ""), Code: "http_" + strconv.Itoa(resp.StatusCode),
-				Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+				Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status), RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 		}
 		e := eb.Error
-		return &writ.Error{Kind: kindOf(resp.StatusCode, e.Code), Code: e.Code, Message: e.Message, Items: e.Items, Decision: e.Decision, Approval: e.Approval}
+		return &writ.Error{Kind: kindOf(resp.StatusCode, e.Code), Code: e.Code, Message: e.Message, Items: e.Items, Decision: e.Decision, Approval: e.Approval,
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 	}
 	if out == nil {
 		return nil
@@ -253,6 +335,16 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return fmt.Errorf("decode %s %s response: %w", method, path, err)
 	}
 	return nil
+}
+
+// retryAfter reads a Retry-After header in seconds (RFC 9110 §10.2.3; an
+// HTTP date is read as no delay), capped at a minute.
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, time.Minute)
 }
 
 // AuditEntry is one audit log entry: Body holds the exact stored bytes.

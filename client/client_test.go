@@ -66,7 +66,8 @@ func (s *server) only(t *testing.T) seen {
 
 // TestErrorEnvelope: an error answer becomes a *writ.Error with the
 // envelope's code, message, items, decision and approval, and the kind
-// its status stands for; it is sent once (no retry).
+// its status stands for; with retries off it is sent once (503 and 429
+// are retried by default: TestRetryOverload).
 func TestErrorEnvelope(t *testing.T) {
 	for _, c := range []struct {
 		status int
@@ -103,7 +104,7 @@ func TestErrorEnvelope(t *testing.T) {
 			writ.Error{Kind: writ.KindDenied, Code: "http_403", Message: "GET /v1/runs/01j: 403 Forbidden"}},
 	} {
 		srv := newServer(t, c.status, c.body)
-		_, err := client.New(srv.URL, "writ_tok").GetRun(context.Background(), "01j")
+		_, err := client.New(srv.URL, "writ_tok").WithRetry(-1).GetRun(context.Background(), "01j")
 		var we *writ.Error
 		if !errors.As(err, &we) {
 			t.Errorf("%d %s: error %v (%T); want a *writ.Error", c.status, c.body, err, err)
@@ -116,6 +117,80 @@ func TestErrorEnvelope(t *testing.T) {
 		if n := len(srv.requests()); n != 1 {
 			t.Errorf("%d: %d requests; want 1 (no retry)", c.status, n)
 		}
+	}
+}
+
+// TestRetryOverload: a 503 or 429 is retried after its Retry-After with
+// the same body and a fresh DPoP proof, until the server accepts; a
+// server that stays overloaded past the retry budget fails closed with an
+// error that says so. Other errors are never retried.
+func TestRetryOverload(t *testing.T) {
+	key, err := token.NewDPoPKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bodies, proofs []string
+	answers := []int{503, 429, 200}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		proofs = append(proofs, r.Header.Get("DPoP"))
+		status := answers[min(len(bodies), len(answers))-1]
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch status {
+		case 503:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			io.WriteString(w, `{"error":{"code":"overloaded","message":"too many decide requests at once"}}`)
+		case 429:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(429)
+			io.WriteString(w, `{"error":{"code":"rate_limited","message":"rate limit reached"}}`)
+		default:
+			io.WriteString(w, `{"id":"dec_1","decision":"allow"}`)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	d, err := client.NewRun(srv.URL, "a.b.c", key).Decide(context.Background(), &client.DecideRequest{Action: writ.Action{Kind: "tool", Name: "read"}})
+	if err != nil {
+		t.Fatalf("Decide after 503, 429: %v", err)
+	}
+	if d.Decision != "allow" {
+		t.Errorf("decision %q; want allow", d.Decision)
+	}
+	mu.Lock()
+	if len(bodies) != 3 || bodies[0] != bodies[2] || bodies[0] == "" {
+		t.Errorf("bodies %q; want the same body three times", bodies)
+	}
+	if len(proofs) != 3 || proofs[0] == proofs[1] || proofs[1] == proofs[2] {
+		t.Errorf("DPoP proofs not fresh per attempt: %q", proofs)
+	}
+	mu.Unlock()
+
+	// Always overloaded: the client gives up within its budget, failing
+	// closed with a message that says the server is overloaded.
+	busy := newServer(t, 503, `{"error":{"code":"overloaded","message":"too many requests"}}`)
+	_, err = client.New(busy.URL, "writ_tok").WithRetry(300*time.Millisecond).GetRun(context.Background(), "01j")
+	if writ.ErrorKind(err) != writ.KindUnavailable || writ.ErrorCode(err) != "overloaded" || !strings.Contains(err.Error(), "is overloaded") {
+		t.Errorf("always 503: %v; want unavailable overloaded saying the server is overloaded", err)
+	}
+	if n := len(busy.requests()); n < 2 {
+		t.Errorf("always 503: %d requests; want retries", n)
+	}
+	// Retry-After longer than the budget: no pointless wait, one request.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(429)
+		io.WriteString(w, `{"error":{"code":"rate_limited","message":"rate limit reached"}}`)
+	}))
+	t.Cleanup(slow.Close)
+	_, err = client.New(slow.URL, "writ_tok").WithRetry(time.Second).GetRun(context.Background(), "01j")
+	var we *writ.Error
+	if !errors.As(err, &we) || we.Kind != writ.KindRateLimited || we.RetryAfter != 30*time.Second {
+		t.Errorf("429 Retry-After 30: %#v; want rate_limited with RetryAfter 30s", err)
 	}
 }
 
@@ -373,5 +448,48 @@ func TestAuditEntriesPages(t *testing.T) {
 	}
 	if want := []string{"start=0&end=10", "start=2&end=10", "start=3&end=10"}; !slices.Equal(queries, want) {
 		t.Errorf("queries %q; want %q", queries, want)
+	}
+}
+
+// TestRetryTransport: the transport `writ mcp proxy` relays through sends
+// a request again, body and all, while it is answered 503 or 429, and
+// hands back the last answer once its budget is spent.
+func TestRetryTransport(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		n := len(bodies)
+		mu.Unlock()
+		if n < 3 {
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	hc := &http.Client{Transport: client.RetryTransport(nil, time.Minute)}
+	resp, err := hc.Post(srv.URL, "application/json", strings.NewReader(`{"jsonrpc":"2.0"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	if resp.StatusCode != 200 || len(bodies) != 3 || bodies[2] != `{"jsonrpc":"2.0"}` {
+		t.Errorf("status %d after %q; want 200 on the third try with the same body", resp.StatusCode, bodies)
+	}
+	mu.Unlock()
+	busy := newServer(t, 429, `{"error":{"code":"rate_limited","message":"m"}}`)
+	hc = &http.Client{Transport: client.RetryTransport(nil, 200*time.Millisecond)}
+	resp, err = hc.Get(busy.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || len(busy.requests()) < 2 {
+		t.Errorf("always 429: status %d after %d requests; want 429 after retries", resp.StatusCode, len(busy.requests()))
 	}
 }

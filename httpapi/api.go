@@ -29,6 +29,9 @@ type Store interface {
 	ListRuns(ctx context.Context, f writ.RunFilter) ([]*writ.Run, error)
 	CountRuns(ctx context.Context) (map[writ.RunState]int, error)
 	Ping(ctx context.Context) error
+	// Writable reports whether the store can commit a write now (a tiny
+	// probe write, not only a ping); /readyz fails while it cannot.
+	Writable(ctx context.Context) error
 	DecisionByCallRef(ctx context.Context, run writ.RunID, via, callRef string) (*writ.Decision, error)
 	RecordOutcome(ctx context.Context, run writ.RunID, id string, o *writ.Outcome, ev *writ.Event) error
 }
@@ -78,6 +81,18 @@ type Config struct {
 	AttestKey []byte
 	// Artifacts is the builder and release gate; nil: none.
 	Artifacts Artifacts
+	// Limits bound each route class's in-flight requests and each
+	// caller's rate (docs/design.md §4.11); nil: no limits.
+	Limits Limits
+	// OnRunLimited, when set, is called each time a run is refused for
+	// its rate limit, so a run that keeps hitting it counts toward its
+	// denial threshold.
+	OnRunLimited func(writ.RunID)
+	// StoreError, when set, maps an error the store returned to what the
+	// caller is told: an outage of the database (a full disk, a database
+	// down) becomes 503 store_unavailable with Retry-After
+	// (sqlstore.Unavailable).
+	StoreError func(error) error
 }
 
 // API serves writ's HTTP API.
@@ -88,6 +103,7 @@ type API struct {
 	metrics *metrics
 	mux     *http.ServeMux
 	runs    *runs.Service
+	limits  *limiter
 }
 
 // Body limits.
@@ -111,6 +127,7 @@ func New(cfg Config) *API {
 		reg = prometheus.NewRegistry()
 	}
 	a.metrics = newMetrics(reg, cfg.Store)
+	a.limits = newLimiter(cfg.Limits, a.now, reg)
 	a.runs = cfg.Runs
 	a.mux = http.NewServeMux()
 	a.routes(reg)
@@ -180,7 +197,75 @@ func (a *API) routes(reg *prometheus.Registry) {
 
 func (a *API) route(pattern string, h handlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
-	a.mux.Handle(pattern, a.instrument(path, h))
+	a.mux.Handle(pattern, a.instrument(path, a.admitted(routeClass(pattern), rateClass(pattern, routeClass(pattern)), h)))
+}
+
+// rateClassKey holds the class whose rate limit applies to the request,
+// for auth (after authentication) and public (per source address).
+const rateClassKey ctxKey = 1
+
+// admitted admits a request of class c before any work: beyond the
+// class's in-flight bound it is answered 503 overloaded, with
+// Retry-After. The per-caller rate of class rc is applied once the caller
+// is known (auth, public).
+func (a *API) admitted(c, rc Class, h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		slot, err := a.limits.admit(c)
+		if err != nil {
+			return err
+		}
+		defer slot.release()
+		return h(w, r.WithContext(context.WithValue(r.Context(), rateClassKey, rc)))
+	}
+}
+
+// Admit wraps h, a handler mounted beside the API (the web UI), with the
+// admission control of class c and the per-address rate of class rc.
+func (a *API) Admit(c, rc Class, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := a.admitted(c, rc, func(w http.ResponseWriter, r *http.Request) error {
+			if err := a.rateAddress(r); err != nil {
+				return err
+			}
+			h.ServeHTTP(w, r)
+			return nil
+		})(w, r)
+		if err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// mount serves h (a gateway that writes its own responses) at pattern,
+// behind its class's admission control. Its callers authenticate inside
+// the gateway (a git lease, an MCP token), and the agents of one host
+// share an address, so no per-address rate applies.
+func (a *API) mount(pattern string, h http.HandlerFunc) {
+	a.mux.Handle(pattern, a.Admit(routeClass(pattern), ClassControl, h))
+}
+
+// rateAddress applies the request's rate class per source address: the
+// limit of callers without a credential.
+func (a *API) rateAddress(r *http.Request) error {
+	rc, _ := r.Context().Value(rateClassKey).(Class)
+	return a.limits.allow(rc, "address", sourceAddress(r))
+}
+
+// ratePrincipal applies the request's rate class to p, once
+// authenticated.
+func (a *API) ratePrincipal(r *http.Request, p *writ.Principal) error {
+	rc, _ := r.Context().Value(rateClassKey).(Class)
+	var err error
+	switch p.Kind {
+	case writ.PrincipalRun:
+		err = a.limits.allow(rc, "run", string(p.Run))
+		if err != nil && a.cfg.OnRunLimited != nil {
+			a.cfg.OnRunLimited(p.Run)
+		}
+	default:
+		err = a.limits.allow(rc, "human", p.Name)
+	}
+	return err
 }
 
 // ServeHTTP serves the API. Unknown routes get a JSON 404.
@@ -265,9 +350,20 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if a.cfg.StoreError != nil {
+		err = a.cfg.StoreError(err)
+	}
 	var we *writ.Error
 	var mbe *http.MaxBytesError
 	switch {
+	case r.Context().Err() != nil && (errors.Is(err, context.Canceled) || writ.ErrorCode(err) == "canceled"):
+		// The client went away: nobody reads this answer, and it is no
+		// error of writ's (a debug line and a metric).
+		rid, _ := r.Context().Value(requestIDKey).(string)
+		a.log.DebugContext(r.Context(), "client disconnected", slog.String("request_id", rid), slog.String("path", r.URL.Path), slog.Any("error", err))
+		a.metrics.canceled.Inc()
+		w.WriteHeader(statusClientClosed)
+		return
 	case errors.As(err, &we):
 	case errors.As(err, &mbe):
 		we = writ.Errorf(writ.KindTooLarge, "too_large", "request body is over the %d-byte limit", mbe.Limit)
@@ -277,11 +373,19 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		we = &writ.Error{Kind: writ.KindInternal, Code: "internal", Message: "internal error (request " + rid + ")"}
 	}
 	status := we.Kind.HTTPStatus()
-	if we.Kind == writ.KindUnauthenticated {
+	switch we.Kind {
+	case writ.KindUnauthenticated:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
+	case writ.KindUnavailable, writ.KindRateLimited:
+		// Every "retry later" says when (docs/design.md §4.8).
+		w.Header().Set("Retry-After", retryAfterSeconds(we.RetryAfter))
 	}
 	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: we.Code, Message: we.Message, Items: we.Items, Decision: we.Decision, Approval: we.Approval}})
 }
+
+// statusClientClosed is the status recorded in metrics for a request whose
+// client went away before the answer (nginx's 499); it is never sent.
+const statusClientClosed = 499
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
@@ -321,6 +425,10 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := a.cfg.Store.Ping(ctx); err != nil {
 		a.log.WarnContext(ctx, "not ready", slog.Any("error", err))
 		return writ.Errorf(writ.KindUnavailable, "store_unavailable", "the store does not answer")
+	}
+	if err := a.cfg.Store.Writable(ctx); err != nil {
+		a.log.WarnContext(ctx, "not ready: the store cannot write", slog.Any("error", err))
+		return &writ.Error{Kind: writ.KindUnavailable, Code: "store_unavailable", RetryAfter: 2 * time.Second, Message: "the store cannot commit a write (a full disk, a read-only or unreachable database)"}
 	}
 	if a.cfg.Ready != nil {
 		if err := a.cfg.Ready(ctx); err != nil {

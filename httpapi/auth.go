@@ -7,8 +7,16 @@ import (
 	"github.com/writ-dev/writ/runs"
 )
 
-// public marks a route that needs no credential.
-func (a *API) public(h handlerFunc) handlerFunc { return h }
+// public marks a route that needs no credential: its rate limit is per
+// source address.
+func (a *API) public(h handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := a.rateAddress(r); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
 
 // access says who may call a route (package runs' [runs.Access]).
 type access = runs.Access
@@ -34,6 +42,9 @@ func (a *API) auth(allow access, h handlerFunc) handlerFunc {
 		}
 		if p.Kind == writ.PrincipalRun && allow&tokenRun == 0 && string(p.Run) != r.PathValue("id") {
 			return writ.Errorf(writ.KindDenied, "not_own_run", "a run's token acts only on its own run")
+		}
+		if err := a.ratePrincipal(r, p); err != nil {
+			return err
 		}
 		return h(w, r.WithContext(writ.NewContextWithPrincipal(r.Context(), p)))
 	}

@@ -24,7 +24,7 @@ type MCP interface {
 // gateway writes its own responses: Streamable HTTP streams, and the
 // status and WWW-Authenticate answers MCP clients expect.
 func (a *API) mcpRoutes() {
-	a.mux.HandleFunc("/mcp/{server}", func(w http.ResponseWriter, r *http.Request) {
+	a.mount("/mcp/{server}", func(w http.ResponseWriter, r *http.Request) {
 		if a.cfg.MCP == nil {
 			a.writeError(w, r, writ.Errorf(writ.KindNotFound, "unknown_mcp_server", "this writ has no MCP servers configured"))
 			return

@@ -14,6 +14,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	decisions *prometheus.CounterVec
+	canceled  prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, store Store) *metrics {
@@ -28,8 +29,11 @@ func newMetrics(reg *prometheus.Registry, store Store) *metrics {
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_decisions_total", Help: "Policy decisions answered through /v1/decide, by decision.",
 		}, []string{"decision"}),
+		canceled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writ_http_client_disconnects_total", Help: "Requests whose client went away before the answer.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.decisions, &runCollector{store: store})
+	reg.MustRegister(m.requests, m.latency, m.decisions, m.canceled, &runCollector{store: store})
 	return m
 }
 

@@ -21,7 +21,7 @@ type Git interface {
 // its own responses at /git/: git's protocol, and the 401 with a Basic
 // challenge that makes git ask its credential helper.
 func (a *API) gitRoutes() {
-	a.mux.HandleFunc("/git/", func(w http.ResponseWriter, r *http.Request) {
+	a.mount("/git/", func(w http.ResponseWriter, r *http.Request) {
 		if a.cfg.Git == nil {
 			a.writeError(w, r, writ.Errorf(writ.KindNotFound, "no_git", "this writ hosts no repositories"))
 			return

@@ -33,7 +33,8 @@ func (a *API) startRun(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	st, err := a.runs.Start(r.Context(), runs.StartRequest{Trigger: body, Proof: a.proof(r), Remote: r.RemoteAddr})
+	st, err := a.runs.Start(r.Context(), runs.StartRequest{Trigger: body, Proof: a.proof(r), Remote: r.RemoteAddr,
+		Admit: func(signer string) error { return a.limits.allow(ClassRunStart, "signer", signer) }})
 	if err != nil {
 		return err
 	}

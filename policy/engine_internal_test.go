@@ -27,9 +27,17 @@ func TestEngineOverload(t *testing.T) {
 	e.MaxQueue = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := e.Evaluate(ctx, []byte(`{}`)); writ.ErrorCode(err) != "overloaded" {
+	if _, err := e.Evaluate(ctx, []byte(`{}`)); writ.ErrorCode(err) != "canceled" || writ.ErrorKind(err) != writ.KindUnavailable {
 		t.Fatalf("cancelled while waiting: %v", err)
 	}
+	// The queue is bounded: beyond MaxWaiting waiting callers, the next is
+	// shed at once, however long MaxQueue is.
+	e.MaxWaiting = 1
+	e.waiting.Add(1)
+	if _, err := e.Evaluate(context.Background(), []byte(`{}`)); writ.ErrorCode(err) != "overloaded" {
+		t.Fatalf("queue full: %v", err)
+	}
+	e.waiting.Add(-1)
 	<-e.sem
 	// With a free slot it evaluates (this input is undefined for the
 	// default bundle's result: an evaluation error, not overload).

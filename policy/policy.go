@@ -387,13 +387,22 @@ func (b *Bundle) Eval(ctx context.Context, input []byte) (*writ.PolicyResult, er
 	if err != nil {
 		return nil, fmt.Errorf("policy input: %w", err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	rs, err := b.query.Eval(ctx, rego.EvalParsedInput(v))
 	if err != nil {
 		var te *topdown.Error
-		if errors.As(err, &te) && te.Code == topdown.CancelErr {
-			return nil, fmt.Errorf("policy evaluation timed out after %v", b.timeout)
+		if errors.As(err, &te) && te.Code == topdown.CancelErr || ctx.Err() != nil {
+			// Not an answer of the policy: the evaluation ran out of time
+			// (on a loaded machine, a slice of CPU too short) or the caller
+			// went away. Overload is shed, never turned into a deny
+			// (docs/design.md §4.4): the caller is told to retry.
+			if parent.Err() != nil {
+				return nil, fmt.Errorf("%w: %w", errCanceled, parent.Err())
+			}
+			return nil, &writ.Error{Kind: writ.KindUnavailable, Code: "policy_timeout", RetryAfter: time.Second,
+				Message: fmt.Sprintf("the policy could not be evaluated within %v (the server is overloaded or the policy too slow); nothing was decided, retry shortly", b.timeout)}
 		}
 		return nil, fmt.Errorf("policy evaluation: %w", err)
 	}
@@ -542,18 +551,21 @@ func sortReasons(r *writ.PolicyResult) {
 //
 // At most GOMAXPROCS evaluations run at once; the others wait their turn
 // before their timeout starts, so time spent waiting for a CPU never turns
-// into a timed-out (denied, recorded) decision. A caller that waits longer
-// than MaxQueue is told the engine is overloaded (KindUnavailable, code
-// "overloaded"), which is not a decision and is not recorded.
+// into a timed-out decision. A caller that waits longer than MaxQueue, or
+// that finds MaxWaiting callers already waiting, is told the engine is
+// overloaded (KindUnavailable, code "overloaded"), which is not a
+// decision and is not recorded.
 type Engine struct {
-	cur      atomic.Pointer[Bundle]
-	sem      chan struct{}
-	MaxQueue time.Duration
+	cur        atomic.Pointer[Bundle]
+	sem        chan struct{}
+	waiting    atomic.Int64
+	MaxQueue   time.Duration
+	MaxWaiting int64
 }
 
 // NewEngine returns an engine deciding with b.
 func NewEngine(b *Bundle) *Engine {
-	e := &Engine{sem: make(chan struct{}, runtime.GOMAXPROCS(0)), MaxQueue: 2 * time.Second}
+	e := &Engine{sem: make(chan struct{}, runtime.GOMAXPROCS(0)), MaxQueue: 2 * time.Second, MaxWaiting: 256}
 	e.cur.Store(b)
 	return e
 }
@@ -564,18 +576,40 @@ func (e *Engine) Bundle() *Bundle { return e.cur.Load() }
 // Swap puts b in force and returns the previous bundle.
 func (e *Engine) Swap(b *Bundle) *Bundle { return e.cur.Swap(b) }
 
-// Evaluate evaluates input with the bundle in force.
+// errCanceled is the error of an evaluation whose caller went away (a
+// client that disconnected): not a decision, and not worth retrying.
+var errCanceled = &writ.Error{Kind: writ.KindUnavailable, Code: "canceled", Message: "the request ended before the policy was evaluated"}
+
+// Evaluate evaluates input with the bundle in force. An evaluation that
+// does not finish within the bundle's timeout, or that waits longer than
+// MaxQueue for a CPU, is KindUnavailable ("policy_timeout", "overloaded"):
+// not a decision.
 func (e *Engine) Evaluate(ctx context.Context, input []byte) (*writ.PolicyResult, error) {
+	select {
+	case e.sem <- struct{}{}:
+		return e.eval(ctx, input)
+	default:
+	}
+	if e.waiting.Add(1) > e.MaxWaiting {
+		e.waiting.Add(-1)
+		return nil, &writ.Error{Kind: writ.KindUnavailable, Code: "overloaded", RetryAfter: time.Second, Message: "the policy engine's queue is full; nothing was decided, retry shortly"}
+	}
+	defer e.waiting.Add(-1)
 	t := time.NewTimer(e.MaxQueue)
 	select {
 	case e.sem <- struct{}{}:
 		t.Stop()
 	case <-t.C:
-		return nil, writ.Errorf(writ.KindUnavailable, "overloaded", "the policy engine is saturated; retry shortly")
+		return nil, &writ.Error{Kind: writ.KindUnavailable, Code: "overloaded", RetryAfter: time.Second, Message: "the policy engine is saturated; nothing was decided, retry shortly"}
 	case <-ctx.Done():
 		t.Stop()
-		return nil, writ.Errorf(writ.KindUnavailable, "overloaded", "the request ended while waiting for the policy engine; retry")
+		return nil, fmt.Errorf("%w: %w", errCanceled, ctx.Err())
 	}
+	return e.eval(ctx, input)
+}
+
+// eval evaluates input holding a slot of e.sem, which it frees.
+func (e *Engine) eval(ctx context.Context, input []byte) (*writ.PolicyResult, error) {
 	defer func() { <-e.sem }()
 	b := e.cur.Load()
 	res, err := b.Eval(ctx, input)

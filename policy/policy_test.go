@@ -584,8 +584,16 @@ func TestEvalTimeout(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Eval() = %+v; want a timeout", res)
 	}
-	if !strings.Contains(err.Error(), "timed out") {
-		t.Errorf("Eval() = %v; want it to say it timed out", err)
+	// A timeout is not an answer of the policy: unavailable (retry), never
+	// a deny (docs/design.md §4.4).
+	if writ.ErrorKind(err) != writ.KindUnavailable || writ.ErrorCode(err) != "policy_timeout" {
+		t.Errorf("Eval() = %v; want unavailable policy_timeout", err)
+	}
+	// A caller that went away is neither a deny nor a timeout.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Eval(ctx, []byte(`{"n": 1000}`)); writ.ErrorCode(err) != "canceled" {
+		t.Errorf("Eval(canceled) = %v; want canceled", err)
 	}
 	// The same policy answers a cheap input within the limit, so the
 	// timeout is per evaluation, not a broken bundle.

@@ -158,7 +158,8 @@ func newFixture(t testing.TB, mod func(*setup)) *fixture {
 	repos := []decision.RepoRules{{Name: "acme/api", Protected: []string{"main", "release/*"},
 		ProtectedPaths: []string{".github/workflows/**", "CODEOWNERS", "policy/**"}}}
 	bundle, err := policy.Load(ctx, policy.Default(), policy.LoadOptions{Source: "embedded",
-		Config: decision.PolicyData(cfg.Profiles, envs, repos, cfg.Denials, "maintainers"), Now: f.clock.Now})
+		Config: decision.PolicyData(cfg.Profiles, envs, repos, cfg.Denials, "maintainers"), Now: f.clock.Now,
+		Timeout: 10 * time.Second}) // generous: these tests are not about timeouts
 	if err != nil {
 		t.Fatal(err)
 	}

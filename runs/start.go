@@ -24,6 +24,10 @@ type StartRequest struct {
 	Trigger []byte
 	Proof   Proof  // no headers: the first token is an unbound bearer token
 	Remote  string // the caller's address, for the refusal log
+	// Admit, when set, is asked once the trigger's signature verified,
+	// before anything is written: a per-signer rate limit. Its error
+	// (429 rate_limited) is the answer.
+	Admit func(signer string) error
 }
 
 // Started is a new run and its first API token.
@@ -38,6 +42,11 @@ type Started struct {
 func (s *Service) Start(ctx context.Context, req StartRequest) (*Started, error) {
 	now := s.now()
 	v, err := trigger.Verify(req.Trigger, s.cfg.Ring)
+	if req.Admit != nil && v != nil && v.Signer != "" {
+		if err := req.Admit(v.Signer); err != nil {
+			return nil, err
+		}
+	}
 	if err != nil {
 		if v == nil || v.Signer == "" {
 			return nil, s.RefuseUnauthenticated(ctx, req.Remote, err)

@@ -45,6 +45,21 @@ func (s *Service) Transition(ctx context.Context, p *writ.Principal, id writ.Run
 	return run, nil
 }
 
+// SuspendBySystem suspends run id on writ's own behalf (actor writ), for
+// reason: a run that keeps hitting its rate limit counts toward its
+// denial threshold (docs/design.md §4.11). A run that is no longer active
+// is left as it is.
+func (s *Service) SuspendBySystem(ctx context.Context, id writ.RunID, reason string) (*writ.Run, error) {
+	ev := &writ.Event{Type: writ.RunSuspended.EventType(), Actor: writ.ActorSystem, Details: map[string]any{"reason": reason}}
+	run, err := s.cfg.Store.TransitionRun(ctx, id, writ.RunSuspended, reason, ev)
+	s.Changed(id)
+	if err != nil {
+		return nil, err
+	}
+	s.log.WarnContext(ctx, "run suspended", slog.String("run", string(id)), slog.String("reason", reason))
+	return run, nil
+}
+
 func (s *Service) noLifecycle() error {
 	return writ.Errorf(writ.KindUnavailable, "unavailable", "this server has no kill switch store")
 }

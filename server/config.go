@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/decision"
 	"github.com/writ-dev/writ/egress"
+	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/internal/strictjson"
 	"github.com/writ-dev/writ/notify"
 )
@@ -51,6 +52,7 @@ type fileConfig struct {
 	Egress        fileEgress        `json:"egress"`
 	Builds        fileBuilds        `json:"builds"`
 	Deployments   fileDeployments   `json:"deployments"`
+	Limits        fileLimits        `json:"limits"`
 }
 
 type fileNotify struct {
@@ -180,6 +182,7 @@ type Config struct {
 	Egress       egress.Config     // egress
 	Builds       BuildsConfig      // builds
 	Deployments  DeploymentsConfig // deployments
+	Limits       httpapi.Limits    // limits
 
 	TriggerLeeway      time.Duration
 	TriggerMaxLifetime time.Duration
@@ -230,6 +233,7 @@ func DefaultConfig() Config {
 		MaxDepth:           3,
 		Heartbeat:          HeartbeatConfig{Interval: 10 * time.Second, Missed: 3},
 		Egress:             egress.Config{MaxTunnels: 1024, MaxTunnelsPerRun: 64},
+		Limits:             httpapi.DefaultLimits(),
 		Policy: PolicyConfig{Timeout: 100 * time.Millisecond, Reload: 2 * time.Second,
 			Denials: decision.Denials{Max: 5, Window: 10 * time.Minute}, Approvers: "maintainers", ApprovalTTL: 24 * time.Hour},
 	}
@@ -343,6 +347,7 @@ func ParseConfig(data []byte, baseDir string) (Config, error) {
 	parseEgress(&cfg.Egress, fc.Egress)
 	cfg.Builds = fc.Builds.config()
 	cfg.Deployments = DeploymentsConfig{Reporters: fc.Deployments.Reporters}
+	parseLimits(cfg.Limits, fc.Limits)
 	cfg.resolve(baseDir)
 	cfg.Broker, err = parseBroker(fc.Broker, func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -402,6 +407,7 @@ func (c *Config) Validate() error {
 		c.validateDeployments,
 		c.validateServer,
 		c.validateLimits,
+		c.validateRates,
 		c.validateAudiences,
 		c.validatePolicy,
 		c.validateNames,

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/server"
 )
 
@@ -98,6 +99,22 @@ func TestParseConfigValid(t *testing.T) {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 
+	// Limits: unset keys keep their defaults; 0 turns a bound off.
+	cfg, err = server.ParseConfig([]byte(baseConfig(t)+"limits: {decide: {inFlight: 8, rate: 0}, signIn: {rate: 0.5}}\n"), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := httpapi.DefaultLimits()
+	if got := cfg.Limits[httpapi.ClassDecide]; got != (httpapi.Limit{InFlight: 8, Rate: 0, Burst: def[httpapi.ClassDecide].Burst}) {
+		t.Errorf("limits.decide = %+v", got)
+	}
+	if got := cfg.Limits[httpapi.ClassSignIn]; got.Rate != 0.5 || got.Burst != def[httpapi.ClassSignIn].Burst {
+		t.Errorf("limits.signIn = %+v", got)
+	}
+	if got := cfg.Limits[httpapi.ClassAudit]; got != def[httpapi.ClassAudit] {
+		t.Errorf("limits.audit = %+v; want the default %+v", got, def[httpapi.ClassAudit])
+	}
+
 	// Relative paths in the file are relative to its directory.
 	cfg, err = server.ParseConfig([]byte(baseConfig(t)+"store: sqlite://db/w.db\ntriggers: {leeway: 10s, maxLifetime: 2h}\n"), base)
 	if err != nil {
@@ -141,6 +158,11 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"zero leeway is not silently the default", []edit{{"", "triggers: {leeway: 0s}\n"}}, []string{"triggers.leeway", "1s"}},
 		{"maxLifetime over a week", []edit{{"", "triggers: {maxLifetime: 169h}\n"}}, []string{"triggers.maxLifetime"}},
 		{"expiryInterval over a minute", []edit{{"", "runs: {expiryInterval: 61s}\n"}}, []string{"runs.expiryInterval"}},
+		{"negative inFlight", []edit{{"", "limits: {decide: {inFlight: -1}}\n"}}, []string{"limits.decide.inFlight"}},
+		{"negative rate", []edit{{"", "limits: {runStart: {rate: -2}}\n"}}, []string{"limits.runStart.rate"}},
+		{"rate without a burst", []edit{{"", "limits: {api: {rate: 5, burst: 0}}\n"}}, []string{"limits.api.burst", "at least 1"}},
+		{"inFlight on a rate-only class", []edit{{"", "limits: {signIn: {inFlight: 4}}\n"}}, []string{"limits.signIn.inFlight", "rate limit only"}},
+		{"unknown limits class", []edit{{"", "limits: {decisions: {rate: 5}}\n"}}, []string{"decisions"}},
 		{"agent with unknown profile", []edit{{"    profiles: [refactor]\n    repos", "    profiles: [refactor, nope]\n    repos"}}, []string{"agents[0]", "refactor-bot", `unknown profile "nope"`}},
 		{"agent owner a system signer", []edit{{"owner: alice", "owner: tickets"}}, []string{"agents[0]", "owner", "tickets"}},
 		{"agent owner unknown", []edit{{"owner: alice", "owner: zed"}}, []string{"agents[0]", "owner", "zed"}},

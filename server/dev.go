@@ -23,6 +23,9 @@ type DevEnv struct {
 // EnvFile is the path of the env file DevEnv is written to.
 func (d *DevEnv) EnvFile() string { return filepath.Join(d.Dir, "dev.env") }
 
+// devPolicyTimeout is the policy timeout of a development server.
+const devPolicyTimeout = time.Second
+
 // PrepareDev creates a development installation in dir (a new temporary
 // directory when dir is empty): config, keys and a "dev" human whose key
 // pair is written out. listen may be "127.0.0.1:0".
@@ -45,6 +48,9 @@ func PrepareDev(dir, listen string) (Config, *DevEnv, error) {
 	if err != nil {
 		return Config{}, nil, err
 	}
+	// A development machine is often loaded (a build, an agent, tests):
+	// give policy a second, so a slow evaluation is rarely a 503.
+	cfg.Policy.Timeout = max(cfg.Policy.Timeout, devPolicyTimeout)
 	return cfg, &DevEnv{Dir: dir, Human: "dev", KeyFile: res.HumanKeyFile}, nil
 }
 

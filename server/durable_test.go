@@ -341,6 +341,12 @@ func TestDamagedPageRefused(t *testing.T) {
 	if !strings.Contains(body, "is damaged") || !strings.Contains(body, "writ restore") {
 		t.Errorf("/readyz said %s; want the damage and the way out", body)
 	}
+	// A request that reads the damaged table is told so, not "internal
+	// error".
+	_, err = client.New(r.url, "").StartRun(ctx, d.sign(t, time.Now(), nil), nil)
+	if writ.ErrorCode(err) != "store_damaged" || !strings.Contains(err.Error(), "writ restore") {
+		t.Errorf("a run start on the damaged table: %v; want 503 store_damaged naming writ restore", err)
+	}
 }
 
 // damageWAL flips a byte in the page of the middle frame of the WAL's

@@ -61,6 +61,7 @@ type Server struct {
 	runs      *runs.Service
 	runsRef   atomic.Pointer[runs.Service]
 	api       *httpapi.API
+	strikes   limitStrikes // rate-limit refusals per run, toward the denial threshold
 	http      *http.Server
 	ln        net.Listener
 	wake      chan struct{}
@@ -310,6 +311,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 		AttestKey: attestPublicPEM(keys), Artifacts: s.gates,
 		Heartbeat: httpapi.HeartbeatConfig{Interval: cfg.Heartbeat.Interval, Missed: cfg.Heartbeat.Missed},
 		Ready:     s.health.ready,
+		Limits:    cfg.Limits, OnRunLimited: s.runLimited, StoreError: sqlstore.Unavailable,
 	})
 	s.egress = egress.New(cfg.Egress, s.broker.broker, s.runs, s.decider, s.log)
 	s.http = &http.Server{

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/writ-dev/writ/httpapi"
 	"github.com/writ-dev/writ/webui"
 )
 
@@ -13,7 +14,7 @@ const maxUIDiff = 1 << 20
 
 // withUI mounts the web UI's own mux at /ui/ beside the API. The UI reads
 // and acts through api in-process, with the signed-in human's token.
-func (s *Server) withUI(api http.Handler) http.Handler {
+func (s *Server) withUI(api *httpapi.API) http.Handler {
 	cfg := webui.Config{API: api, Authenticate: s.runs.AuthenticateHuman, Logger: s.log, Now: s.now,
 		Secure: strings.HasPrefix(s.cfg.PublicURL, "https://")}
 	if s.git != nil {
@@ -29,11 +30,15 @@ func (s *Server) withUI(api http.Handler) http.Handler {
 			return out, nil
 		}
 	}
-	ui := webui.New(cfg)
+	u := webui.New(cfg)
+	ui := api.Admit(httpapi.ClassUI, httpapi.ClassUI, u)
+	signIn := api.Admit(httpapi.ClassUI, httpapi.ClassSignIn, u)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/ui":
 			http.Redirect(w, r, webui.Prefix, http.StatusSeeOther)
+		case r.Method == http.MethodPost && r.URL.Path == webui.Prefix+"signin":
+			signIn.ServeHTTP(w, r)
 		case strings.HasPrefix(r.URL.Path, webui.Prefix):
 			ui.ServeHTTP(w, r)
 		default:

@@ -24,6 +24,8 @@ import (
 	"github.com/writ-dev/writ"
 	"github.com/writ-dev/writ/approval"
 	"github.com/writ-dev/writ/auditlog"
+	"github.com/writ-dev/writ/httpapi"
+	"github.com/writ-dev/writ/server"
 )
 
 // Agent-controlled strings that would run script if a page did not escape
@@ -47,7 +49,11 @@ type uiRig struct {
 
 func startUIRig(t *testing.T) *uiRig {
 	t.Helper()
-	a := startApprovals(t, nil)
+	// These tests sign in many times from one address: not what the
+	// sign-in rate limit is about (TestRateLimitPerIdentity).
+	a := startApprovals(t, func(cfg *server.Config) {
+		cfg.Limits[httpapi.ClassSignIn] = httpapi.Limit{Rate: 1000, Burst: 1000}
+	})
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("needs git")
 	}

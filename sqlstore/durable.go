@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // UsedTriggerHorizon returns the latest expiry among the stored trigger
@@ -114,9 +116,11 @@ func IsCorrupt(err error) bool {
 	if err == nil {
 		return false
 	}
+	if code, ok := sqliteCode(err); ok {
+		return code&0xff == sqlite3.SQLITE_CORRUPT || code&0xff == sqlite3.SQLITE_NOTADB
+	}
 	s := err.Error()
-	return strings.Contains(s, "database disk image is malformed") || strings.Contains(s, "file is not a database") ||
-		strings.Contains(s, "SQLITE_CORRUPT") || strings.Contains(s, "SQLITE_NOTADB")
+	return strings.Contains(s, "database disk image is malformed") || strings.Contains(s, "file is not a database")
 }
 
 // Backup writes a consistent copy of the SQLite store to path (VACUUM

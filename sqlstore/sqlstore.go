@@ -78,8 +78,6 @@ type DB struct {
 	d   *dialect
 	log *slog.Logger
 	now func() time.Time
-	// path is the SQLite file (the PostgreSQL DSN on PostgreSQL).
-	path string
 
 	wdb   *sql.DB   // the write pool: one connection, used only by the writer
 	wconn *sql.Conn // that connection
@@ -105,6 +103,14 @@ type DB struct {
 	// The goroutine listening for other processes' commits (PostgreSQL).
 	listenStop context.CancelFunc
 	listenDone chan struct{}
+
+	// path is the SQLite database file ("" on PostgreSQL), for the free
+	// space check of Writable.
+	path string
+	// The write probe's last answer (Writable).
+	probeMu  sync.Mutex
+	probeAt  time.Time
+	probeErr error
 
 	// Counters for tests and benchmarks.
 	nBatches  atomic.Int64
@@ -136,6 +142,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		writerDone: make(chan struct{}),
 		stmts:      make(map[string]*sql.Stmt),
 	}
+	if d == sqliteDialect {
+		db.path = path
+	}
 	if db.log == nil {
 		db.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -156,7 +165,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 }
 
 func (db *DB) open(ctx context.Context, path, syncMode string) error {
-	db.path = path
 	if db.d == postgresDialect {
 		return db.openPostgres(ctx, path)
 	}

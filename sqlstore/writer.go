@@ -57,14 +57,14 @@ func (db *DB) write(ctx context.Context, fn func(tx *wtx) error) error {
 	}
 	select {
 	case err := <-r.done:
-		return err
+		return Unavailable(err)
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(reqQueued, reqAbandoned) {
 			return ctx.Err()
 		}
 		// The writer has claimed it: its outcome is moments away, and
 		// until then fn may still touch the caller's values.
-		return <-r.done
+		return Unavailable(<-r.done)
 	}
 }
 

@@ -113,6 +113,7 @@ func claudeStartWritWith(t testing.TB, mod func(*server.Config), tools ...string
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Policy.Timeout = 10 * time.Second // generous: this test is not about timeouts
 	if mod != nil {
 		mod(&cfg)
 	}

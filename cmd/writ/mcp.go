@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -82,7 +83,10 @@ func (c *mcpProxyCommand) Run(ctx context.Context, e *env, args []string) error 
 	if e.stdin == nil {
 		return usagef("mcp proxy relays stdin; there is none")
 	}
-	return mcpgw.Relay(ctx, mcpgw.RelayConfig{URL: base + "/mcp/" + c.server, Token: token, In: e.stdin, Out: e.stdout})
+	// An overloaded writ (503, 429) is retried within the budget, then the
+	// agent sees the refusal (docs/design.md §4.11).
+	hc := &http.Client{Timeout: 10 * time.Minute, Transport: client.RetryTransport(nil, client.DefaultRetryFor)}
+	return mcpgw.Relay(ctx, mcpgw.RelayConfig{URL: base + "/mcp/" + c.server, Token: token, In: e.stdin, Out: e.stdout, HTTPClient: hc})
 }
 
 // mcpAcceptCommand is `writ mcp accept NAME`: an MCP server's tools as it
