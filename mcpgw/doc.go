@@ -45,8 +45,11 @@
 //     filesystem path, resolved against the server's configured workspace
 //     (with {run} replaced by the run id) and checked lexically to stay
 //     inside it; with no workspace configured every path is outside. Every
-//     http, https, ws, wss or ftp URL anywhere in the arguments contributes
-//     its host, matched against the run's scope hosts. The default policy
+//     URL in the arguments — a whole string, or one inside a string —
+//     contributes its host, matched against the run's scope hosts; URLs
+//     are read as a WHATWG parser (Node's new URL) reads them, so
+//     whitespace, case, backslashes, userinfo, percent-encoding, IDNA and
+//     IPv4 notations do not hide a host (urlhost.go). The default policy
 //     denies either (path_outside_workspace, host_not_in_scope).
 //   - Results larger than the configured cap (default 1 MiB, as JSON) are
 //     replaced by an error result.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path"
 	"slices"
 	"strings"
@@ -230,6 +229,7 @@ func (u *upstream) arguments(run *writ.Run, raw json.RawMessage, redact bool) (j
 		args, _ = json.Marshal(map[string]any{"digest": "sha256:" + hex.EncodeToString(sum[:]), "bytes": len(buf.Bytes())})
 	}
 	ws := u.workspace(run)
+	budget := maxURLCandidates
 	var walk func(key string, v any, depth int) error
 	walk = func(key string, v any, depth int) error {
 		if depth > 32 {
@@ -249,18 +249,29 @@ func (u *upstream) arguments(run *writ.Run, raw json.RawMessage, redact bool) (j
 				}
 			}
 		case string:
-			if host, ok := urlHost(x); ok {
-				if !slices.Contains(facts.Hosts, host) {
-					facts.Hosts = append(facts.Hosts, host)
+			addHost := func(h string) {
+				if h != "" && !slices.Contains(facts.Hosts, h) {
+					facts.Hosts = append(facts.Hosts, h)
 				}
-				return nil
+			}
+			// The string as a URL parser reads it, and every URL inside
+			// it (urlhost.go).
+			whole, isURL := wholeURL(x)
+			embedded, ok := embeddedURLs(x, budget)
+			if !ok {
+				return fmt.Errorf("arguments hold more than %d URL candidates", maxURLCandidates)
+			}
+			budget -= len(embedded)
+			addHost(whole.host)
+			for _, f := range embedded {
+				addHost(f.host)
 			}
 			p, isPath := "", false
-			if strings.HasPrefix(strings.ToLower(x), "file://") {
-				if fu, err := url.Parse(x); err == nil {
-					p, isPath = fu.Path, true
-				}
-			} else if pathKey(key) && x != "" {
+			switch {
+			case isURL && whole.isFile:
+				p, isPath = whole.filePath(), true
+			case isURL && whole.hasHost:
+			case pathKey(key) && x != "":
 				p, isPath = x, true
 			}
 			if isPath {
@@ -336,31 +347,9 @@ func pathKey(k string) bool {
 	return false
 }
 
-// urlHost returns the host of a network URL.
-func urlHost(s string) (string, bool) {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok || len(scheme) > 8 {
-		return "", false
-	}
-	switch strings.ToLower(scheme) {
-	case "http", "https", "ws", "wss", "ftp":
-	default:
-		return "", false
-	}
-	pu, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || pu.Hostname() == "" {
-		// Not parseable, yet it claims to be a URL: a host nobody scoped.
-		h := rest
-		if i := strings.IndexAny(h, "/?#"); i >= 0 {
-			h = h[:i]
-		}
-		if h == "" {
-			h = "(unparseable)"
-		}
-		return strings.ToLower(h), true
-	}
-	return strings.ToLower(pu.Hostname()), true
-}
+// maxURLCandidates bounds the places one call's arguments may hold a
+// scheme and ":" (each is read as a URL).
+const maxURLCandidates = 10000
 
 // redacted reports whether a redaction rule of the server covers tool: its
 // arguments are then recorded as their digest only.

@@ -694,3 +694,42 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("an unredacted tool's arguments: %s", got.Action.Args)
 	}
 }
+
+// TestURLBypassesRefused: each way of writing a URL that a server's
+// WHATWG parser reads as evil.example, while a strict reading sees no URL
+// or another host, reaches the decision as the host evil.example and is
+// refused; the upstream never sees the call. Hosts in scope still pass.
+func TestURLBypassesRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	cs := f.session(t, f.token(runA))
+	ctx := context.Background()
+	for _, s := range []string{
+		" https://evil.example/x", "\thttps://evil.example/x", "see https://evil.example/x", "HTTPS://EVIL.EXAMPLE/",
+		"ht\ttps://evil.example/", "https:\\\\evil.example\\x", "https:evil.example/x", "https://proxy.golang.org@evil.example/",
+		"https://evil.example\\@proxy.golang.org/", "https://%65vil.example/", "https://evil%2Eexample/", "https://ｅｖｉｌ．ｅｘａｍｐｌｅ/",
+	} {
+		before := f.up.called("echo")
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": s}})
+		if rpcCode(err) != mcpgw.CodeDenied || !slices.Contains(f.decider.last().ArgFacts.Hosts, "evil.example") {
+			t.Errorf("echo %q: err = %v, host facts %q; want a denial with evil.example as a fact", s, err, f.decider.last().ArgFacts.Hosts)
+		}
+		if f.up.called("echo") != before {
+			t.Errorf("echo %q reached the upstream", s)
+		}
+	}
+	for s, host := range map[string]string{"http://2130706433/": "127.0.0.1", "http://0x7f.1/": "127.0.0.1", "http://[0::1]/": "::1"} {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "fetch", Arguments: map[string]any{"url": s}})
+		if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{host}) {
+			t.Errorf("fetch %q: err = %v, host facts %q; want a denial with %s", s, err, f.decider.last().ArgFacts.Hosts, host)
+		}
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "read https://PROXY.golang.org/x and \thttps:proxy.golang.org"}})
+	if err != nil || res.IsError || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{"proxy.golang.org"}) {
+		t.Errorf("echo naming only proxy.golang.org: %v %v, facts %q; want it forwarded", res, err, f.decider.last().ArgFacts.Hosts)
+	}
+	// A file URL with leading space is a path, read as the server reads it.
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": " file:///etc/passwd"}})
+	if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.OutsideWorkspace, []string{"/etc/passwd"}) {
+		t.Errorf("read_file \" file:///etc/passwd\": err = %v, facts %+v; want /etc/passwd outside the workspace", err, f.decider.last().ArgFacts)
+	}
+}
