@@ -243,9 +243,17 @@ var commands = []*command{
 		new:     func() cmd { return &mcpAcceptCommand{} },
 	},
 	{
+		name:    "mcp config",
+		summary: "print the stdio server entry of `writ mcp proxy` for an MCP client, with the run as flags (clients start stdio servers without your environment)",
+		example: "writ mcp config --client claude-code --server everything --run-dir ~/src/api/.writ/run   # .mcp.json\n" +
+			"writ mcp config --client codex --server everything >> ~/.codex/config.toml            # WRIT_RUN_DIR names the run\n" +
+			"writ mcp config --client inspector --server everything --url http://127.0.0.1:7300 --token-file mcp.token > mcp.json",
+		new: func() cmd { return &mcpConfigCommand{} },
+	},
+	{
 		name:    "mcp proxy",
 		summary: "relay an agent's stdio MCP connection to writ's gateway at /mcp/NAME with the run's token",
-		example: "writ mcp proxy --server everything   # in an agent's MCP config: {\"command\": \"writ\", \"args\": [\"mcp\", \"proxy\", \"--server\", \"everything\"]}",
+		example: "writ mcp proxy --server everything --run-dir ~/src/api/.writ/run   # `writ mcp config` prints a client's entry",
 		new:     func() cmd { return &mcpProxyCommand{} },
 	},
 	{
