@@ -33,8 +33,9 @@
 //     through the decision point (via "mcp") before anything reaches the
 //     upstream: allow forwards it; deny answers a JSON-RPC error (code
 //     [CodeDenied]) whose message and data carry the reasons and the
-//     decision id; approval_required answers a tool result with isError set
-//     naming the approval id (and data in _meta). The decision event carries
+//     decision id; approval_required answers a JSON-RPC error (code
+//     [CodeApprovalRequired]) naming the approval and the command a human
+//     runs to give it, the approval in its data. The decision event carries
 //     the arguments' digest; the arguments themselves stay in the decisions
 //     table, or only their digest and size when they exceed
 //     writ.MaxActionArgs.

@@ -31,6 +31,9 @@ const (
 	CodeUnavailable = -32012
 	// CodeRefused: the call could not be decided or recorded (fail closed).
 	CodeRefused = -32013
+	// CodeApprovalRequired: the call waits for a human approval; data
+	// carries decision, code, reasons and the approval {id, group, count}.
+	CodeApprovalRequired = -32014
 )
 
 // enforce is the receiving middleware of the server writ presents: it
@@ -149,14 +152,15 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 	switch d.Verdict {
 	case writ.VerdictAllow:
 	case writ.VerdictApprovalRequired:
-		apr := ""
+		// A JSON-RPC error, as every refusal (docs/design.md §4.4), that
+		// names the approval and how a human gives it.
+		how := "a human approves it"
 		if d.Approval != nil {
-			apr = d.Approval.ID
+			how = fmt.Sprintf("a human of %q approves it (writ approvals approve %s)", d.Approval.Group, d.Approval.ID)
 		}
-		res := &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-			Text: fmt.Sprintf("writ: %s (%s, decision %s); call %s again once a human approved it", sentence, code, d.ID, action.Name)}}}
-		res.Meta = mcp.Meta{"writ.dev/decision": d.ID, "writ.dev/approval": apr}
-		return res, nil
+		data, _ := json.Marshal(map[string]any{"decision": d.ID, "code": code, "reasons": d.Reasons, "approval": d.Approval})
+		return nil, &jsonrpc.Error{Code: CodeApprovalRequired, Data: data,
+			Message: fmt.Sprintf("writ: %s (%s, decision %s); call %s again once %s", sentence, code, d.ID, action.Name, how)}
 	default:
 		data, _ := json.Marshal(map[string]any{"decision": d.ID, "code": code, "reasons": d.Reasons})
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("writ: %s (%s, decision %s)", sentence, code, d.ID), Data: data}

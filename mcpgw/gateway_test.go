@@ -332,17 +332,22 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 		t.Errorf("upstream got %d get-env calls, want 0", n)
 	}
 
-	// Approval required: an error result naming the approval.
-	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy"})
-	if err != nil {
-		t.Fatal(err)
+	// Approval required: a JSON-RPC error naming the approval and how a
+	// human gives it.
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy"})
+	if rpcCode(err) != mcpgw.CodeApprovalRequired || !errors.As(err, &je) {
+		t.Fatalf("deploy: err = %v, want code %d", err, mcpgw.CodeApprovalRequired)
 	}
-	if !res.IsError || !strings.Contains(text(res), "apr_1") || res.Meta["writ.dev/approval"] != "apr_1" {
-		t.Errorf("deploy = %+v %q, want an error result naming apr_1", res, text(res))
+	var data struct {
+		Decision, Code string
+		Approval       writ.ApprovalRef
+	}
+	if err := json.Unmarshal(je.Data, &data); err != nil || data.Code != "approval_required" || data.Approval.ID != "apr_1" || data.Approval.Group != "maintainers" || !strings.HasPrefix(data.Decision, "dec_") {
+		t.Errorf("deploy: data %s (%v), want the decision, approval_required and apr_1 of maintainers", je.Data, err)
 	}
 	code, sentence = writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictApprovalRequired, Approval: &writ.ApprovalRef{ID: "apr_1", Group: "maintainers", Count: 1}})
-	if want := fmt.Sprintf("writ: %s (%s, decision %s); call mcp:up/deploy again once a human approved it", sentence, code, res.Meta["writ.dev/decision"]); text(res) != want {
-		t.Errorf("deploy says %q; want %q", text(res), want)
+	if want := fmt.Sprintf("writ: %s (%s, decision %s); call mcp:up/deploy again once a human of \"maintainers\" approves it (writ approvals approve apr_1)", sentence, code, data.Decision); je.Message != want {
+		t.Errorf("deploy says %q; want %q", je.Message, want)
 	}
 	if n := f.up.called("deploy"); n != 0 {
 		t.Errorf("upstream got %d deploy calls, want 0", n)
