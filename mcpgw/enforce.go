@@ -12,6 +12,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -180,21 +181,51 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 	if len(p.Arguments) > 0 {
 		raw = p.Arguments
 	}
+	start := u.gw.now()
 	res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: p.Name, Arguments: raw})
 	if err != nil {
 		var je *jsonrpc.Error
 		if errors.As(err, &je) {
+			u.outcome(ctx, run, d.ID, start, fmt.Sprintf("the upstream answered JSON-RPC error %d", je.Code))
 			return nil, je
 		}
+		u.outcome(ctx, run, d.ID, start, "the upstream call failed")
 		u.log.WarnContext(ctx, "mcp upstream call failed", slog.String("tool", action.Name), slog.Any("error", err))
 		return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: fmt.Sprintf("writ: the upstream call failed (decision %s)", d.ID)}
 	}
 	b, err := json.Marshal(res)
 	if err != nil || len(b) > u.gw.cfg.MaxResultBytes {
+		u.outcome(ctx, run, d.ID, start, "the result was over the gateway's limit")
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
 			Text: fmt.Sprintf("writ: the result of %s is %d bytes, over the gateway's limit of %d (decision %s)", action.Name, len(b), u.gw.cfg.MaxResultBytes, d.ID)}}}, nil
 	}
+	failed := ""
+	if res.IsError {
+		failed = "the tool reported an error"
+	}
+	u.outcome(ctx, run, d.ID, start, failed)
 	return res, nil
+}
+
+// outcome records what an allowed call did: failed is "" for success, else
+// writ's own words for the failure (never the upstream's text, which may
+// quote anything). A failure to record is logged; the call has happened.
+func (u *upstream) outcome(ctx context.Context, run *writ.Run, decision string, start time.Time, failed string) {
+	if u.gw.cfg.Outcomes == nil {
+		return
+	}
+	ms := u.gw.now().Sub(start).Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	o := &writ.Outcome{DurationMS: ms, Error: failed}
+	ev := &writ.Event{Type: writ.EventDecisionOutcome, Actor: "run:" + string(run.ID), Subject: decision,
+		Details: map[string]any{"decision": decision, "durationMs": ms, "failed": failed != "", "via": "mcp"}}
+	rctx, cancel := detach(ctx, 10*time.Second)
+	defer cancel()
+	if err := u.gw.cfg.Outcomes.RecordOutcome(rctx, run.ID, decision, o, ev); err != nil {
+		u.log.WarnContext(ctx, "recording an mcp call's outcome", slog.String("run", string(run.ID)), slog.String("decision", decision), slog.Any("error", err))
+	}
 }
 
 // arguments returns the action's arguments as recorded (compact JSON, or

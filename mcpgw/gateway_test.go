@@ -185,14 +185,40 @@ func (f *fakeEvents) types() []string {
 	return out
 }
 
+// fakeOutcomes keeps the outcomes the gateway records.
+type fakeOutcomes struct {
+	mu sync.Mutex
+	m  map[string]*writ.Outcome
+}
+
+func (f *fakeOutcomes) RecordOutcome(ctx context.Context, run writ.RunID, decision string, o *writ.Outcome, ev *writ.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ev.Type != writ.EventDecisionOutcome || ev.Subject != decision {
+		return fmt.Errorf("event %+v for decision %s", ev, decision)
+	}
+	if f.m[decision] != nil {
+		return writ.Errorf(writ.KindConflict, "outcome_recorded", "twice")
+	}
+	f.m[decision] = o
+	return nil
+}
+
+func (f *fakeOutcomes) get(decision string) *writ.Outcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[decision]
+}
+
 type fixture struct {
-	up      *fakeUpstream
-	gw      *mcpgw.Gateway
-	tokens  *fakeTokens
-	decider *fakeDecider
-	events  *fakeEvents
-	url     string // the gateway's public URL
-	connect atomic.Int32
+	outcomes *fakeOutcomes
+	up       *fakeUpstream
+	gw       *mcpgw.Gateway
+	tokens   *fakeTokens
+	decider  *fakeDecider
+	events   *fakeEvents
+	url      string // the gateway's public URL
+	connect  atomic.Int32
 }
 
 const (
@@ -207,7 +233,7 @@ func newFixture(t *testing.T, pins map[string]string) *fixture {
 
 func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	t.Helper()
-	f := &fixture{up: newUpstream(), decider: &fakeDecider{}, events: &fakeEvents{}}
+	f := &fixture{up: newUpstream(), decider: &fakeDecider{}, events: &fakeEvents{}, outcomes: &fakeOutcomes{m: map[string]*writ.Outcome{}}}
 	scope := writ.Scope{Tools: []string{"mcp:up/echo", "mcp:up/read_file", "mcp:up/fetch", "mcp:up/deploy", "mcp:up/big"}, Hosts: []string{"proxy.golang.org"}}
 	f.tokens = &fakeTokens{runs: map[writ.RunID]*writ.Run{
 		runA: {ID: runA, State: writ.RunActive, Deadline: time.Now().Add(time.Hour), Scope: scope},
@@ -219,7 +245,7 @@ func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	f.url = ts.URL
 	gw, err := mcpgw.New(mcpgw.Config{
 		Servers:   []mcpgw.Upstream{up},
-		PublicURL: ts.URL, Tokens: f.tokens, Decider: f.decider, Events: f.events, StateDir: t.TempDir(),
+		PublicURL: ts.URL, Tokens: f.tokens, Decider: f.decider, Events: f.events, Outcomes: f.outcomes, StateDir: t.TempDir(),
 		MaxResultBytes: 4000,
 		Transport: func(mcpgw.Upstream) (mcp.Transport, error) {
 			f.connect.Add(1)
@@ -368,6 +394,14 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	if got := f.decider.last().ArgFacts; !cmp.Equal(got.Paths, []string{"/ws/" + string(runA) + "/src/a.go"}) || len(got.OutsideWorkspace) != 0 {
 		t.Errorf("facts = %+v, want the path inside /ws/<run>", got)
 	}
+	// An allowed call's outcome is recorded, as the hooks record theirs;
+	// refused calls have none.
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs))); o == nil || o.Error != "" || o.DurationMS < 0 {
+		t.Errorf("outcome of the allowed read_file = %+v, want a success", o)
+	}
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs)-1)); o != nil {
+		t.Errorf("the refused read_file has an outcome %+v", o)
+	}
 	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "fetch", Arguments: map[string]any{"url": "https://Evil.example/x"}})
 	if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{"evil.example"}) {
 		t.Errorf("fetch evil.example: err = %v, facts %+v; want a denial with the host as a fact", err, f.decider.last().ArgFacts)
@@ -380,6 +414,9 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "big"})
 	if err != nil || !res.IsError || !strings.Contains(text(res), "over the gateway's limit") {
 		t.Errorf("big = %+v %v, want an error result for the size", res, err)
+	}
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs))); o == nil || !strings.Contains(o.Error, "over the gateway's limit") {
+		t.Errorf("outcome of big = %+v, want a failure naming the limit", o)
 	}
 
 	// An unknown tool: refused before any decision.

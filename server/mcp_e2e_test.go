@@ -264,6 +264,16 @@ func TestMCPGatewayAcceptance(t *testing.T) {
 			t.Errorf("events lack %s: %v", want, types)
 		}
 	}
+	// Allowed calls have their outcome recorded, as hooks' do.
+	outcomes := 0
+	for _, e := range storeEvents(t, r.srv.Store()) {
+		if e.Type == writ.EventDecisionOutcome && e.Run == run.ID && e.Details["via"] == "mcp" && e.Details["failed"] == false {
+			outcomes++
+		}
+	}
+	if outcomes < 2 {
+		t.Errorf("%d successful mcp decision.outcome events, want one per allowed call (echo, read_text_file, …)", outcomes)
+	}
 	var denied, digested int
 	for _, e := range decisions {
 		if e.Decision == writ.VerdictDeny {
