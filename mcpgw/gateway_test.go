@@ -263,6 +263,7 @@ func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	f.gw = gw
 	mux.Handle("/mcp/{server}", gw)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/mcp/{server}", gw.ServeMetadata)
+	mux.HandleFunc("GET "+mcpgw.DocsPath, gw.ServeDocs)
 	gw.Start(context.Background())
 	return f
 }
@@ -547,10 +548,27 @@ func TestHTTPAuthOriginAndHeaders(t *testing.T) {
 	ep := f.url + "/mcp/up"
 	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 
+	// No token: a 401 a spec-following client can act on, saying where a
+	// run's token comes from (writ is no OAuth authorization server).
 	resp := post(t, ep, nil, initBody)
-	wantMeta := `Bearer resource_metadata="` + f.url + `/.well-known/oauth-protected-resource/mcp/up"`
-	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != wantMeta {
-		t.Errorf("no token: %s, WWW-Authenticate %q; want 401 with %q", resp.Status, resp.Header.Get("WWW-Authenticate"), wantMeta)
+	wantMeta := `Bearer realm="writ", resource_metadata="` + f.url + `/.well-known/oauth-protected-resource/mcp/up", error_description="writ is not an OAuth authorization server: `
+	www := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(www, wantMeta) || strings.Count(www, `"`) != 6 ||
+		!strings.Contains(www, "'writ run token --audience "+ep+"'") || !strings.Contains(www, "'writ mcp config --client CLIENT --server up'") {
+		t.Errorf("no token: %s, WWW-Authenticate %q; want 401 starting %q and naming writ run token and writ mcp config", resp.Status, www, wantMeta)
+	}
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error.Code != "missing_credential" || !strings.Contains(body.Error.Message, "mcp-up.token") {
+		t.Errorf("no token: body %+v (%v); want missing_credential naming the run's token file", body, err)
+	}
+	resp = post(t, ep, map[string]string{"Authorization": "Bearer tok-nonsense"}, initBody)
+	www = resp.Header.Get("WWW-Authenticate")
+	body.Error.Code = ""
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(www, `error="invalid_token", error_description="writ is not`) || body.Error.Code != "invalid_token" || !strings.Contains(body.Error.Message, "malformed") {
+		t.Errorf("bad token: %s, WWW-Authenticate %q, body %+v; want invalid_token with the reason and the help", resp.Status, www, body)
 	}
 	mr, err := http.Get(f.url + "/.well-known/oauth-protected-resource/mcp/up")
 	if err != nil {
@@ -559,8 +577,17 @@ func TestHTTPAuthOriginAndHeaders(t *testing.T) {
 	var meta map[string]any
 	_ = json.NewDecoder(mr.Body).Decode(&meta)
 	mr.Body.Close()
-	if meta["resource"] != ep {
-		t.Errorf("metadata resource = %v, want %s", meta["resource"], ep)
+	if meta["resource"] != ep || meta["resource_documentation"] != f.url+mcpgw.DocsPath || meta["authorization_servers"] != nil {
+		t.Errorf("metadata = %v, want resource %s, resource_documentation %s and no authorization server", meta, ep, f.url+mcpgw.DocsPath)
+	}
+	dr, err := http.Get(f.url + mcpgw.DocsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := io.ReadAll(dr.Body)
+	dr.Body.Close()
+	if dr.StatusCode != http.StatusOK || !strings.Contains(string(doc), "writ mcp config --client") {
+		t.Errorf("GET %s: %s, %d bytes; want the MCP clients guide", mcpgw.DocsPath, dr.Status, len(doc))
 	}
 
 	// Another audience (the API's), an ended run, an unknown server.
