@@ -278,14 +278,17 @@ var errHost = errors.New("invalid host")
 // false, no DNS length check), without the Bidi and joiner checks, which
 // only refuse names (Node's parser skips them too): a name refused by one
 // parser and read by another must still be a fact here.
-var lookup = idna.New(
+var lookup = idna.New(whatwgIDNA...)
+
+// whatwgIDNA are the options of lookup and lenient.
+var whatwgIDNA = []idna.Option{
 	idna.MapForLookup(),
 	idna.Transitional(false),
 	idna.CheckHyphens(false),
 	idna.CheckJoiners(false),
 	idna.StrictDomainName(false),
 	idna.VerifyDNSLength(false),
-)
+}
 
 // parseHost is the WHATWG host parser: for special schemes a domain or
 // an IP address, lowercase, IPv4 dotted-decimal and IPv6 compressed (no
@@ -333,15 +336,7 @@ func parseHost(s string, special bool) (string, error) {
 
 // lenient maps and encodes as lookup does but validates no label: where
 // lookup refuses a name another parser may still read.
-var lenient = idna.New(
-	idna.MapForLookup(),
-	idna.Transitional(false),
-	idna.CheckHyphens(false),
-	idna.CheckJoiners(false),
-	idna.StrictDomainName(false),
-	idna.VerifyDNSLength(false),
-	idna.ValidateLabels(false),
-)
+var lenient = idna.New(append(whatwgIDNA[:len(whatwgIDNA):len(whatwgIDNA)], idna.ValidateLabels(false))...)
 
 // toASCII maps a domain to ASCII. An ASCII name only loses its case (the
 // UTS #46 checks of a name, such as a bad "xn--" label, only refuse it,
