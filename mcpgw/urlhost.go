@@ -28,7 +28,7 @@ import (
 //
 //   - the whole string, as a URL parser reads it (wholeURL);
 //   - every URL inside it, in free text (embeddedURLs): each place a
-//     scheme and ":" stand, read up to the next space or control, so
+//     scheme and ":" stand, read up to the next space (Unicode), so
 //     "see https://evil.example/x" names evil.example.
 //
 // A candidate that claims to be a URL with an authority but whose host
@@ -83,15 +83,19 @@ func wholeURL(s string) (urlFact, bool) {
 
 // embeddedURLs returns the URL readings of every scheme inside s, as free
 // text: a candidate starts where a run of scheme characters ending in a
-// scheme stands before ":", and ends at the next space or control
-// character (ASCII or Unicode). A run that ends in a special scheme ("xhttps:", "1http:")
-// is read as that scheme too: what a lenient reader, or a later cut,
-// finds.
+// scheme stands before ":", and ends at the next space (ASCII or
+// Unicode; other control characters stay in the word, as a parser given
+// the word keeps them). A run that ends in a special scheme ("xhttps:",
+// "1http:") is read as that scheme too: what a lenient reader, or a later
+// cut, finds.
 // Opaque candidates (no authority, as in "note: x") give nothing. At most
 // maxCandidates candidates are read; ok is false past that.
 func embeddedURLs(s string, maxCandidates int) (out []urlFact, ok bool) {
 	n := 0
-	for _, tok := range strings.FieldsFunc(s, func(r rune) bool { return r <= 0x20 || unicode.IsSpace(r) }) {
+	for _, tok := range strings.FieldsFunc(s, unicode.IsSpace) {
+		// Each word as a parser given the word alone reads it: C0
+		// controls at its ends stripped.
+		tok = strings.TrimFunc(tok, func(r rune) bool { return r <= 0x20 })
 		prev := 0 // scheme runs never cross a ":"
 		for i := strings.IndexByte(tok, ':'); i >= 0; i = nextColon(tok, i) {
 			j := i
