@@ -18,6 +18,7 @@
 package hook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -85,13 +86,43 @@ type claudeInput struct {
 	DurationMS     int64           `json:"duration_ms"`
 }
 
-// copilotInput is GitHub Copilot's hook input: camelCase, toolArgs is a
-// JSON string.
+// copilotInput is GitHub Copilot's hook input: camelCase; toolArgs is a
+// JSON object (Copilot CLI 1.0.102 sends {"command", "description"} for
+// bash) or, as Copilot's documentation shows it, a JSON string holding
+// one.
 type copilotInput struct {
-	Timestamp int64  `json:"timestamp"`
-	Cwd       string `json:"cwd"`
-	ToolName  string `json:"toolName"`
-	ToolArgs  string `json:"toolArgs"`
+	Timestamp int64           `json:"timestamp"`
+	Cwd       string          `json:"cwd"`
+	ToolName  string          `json:"toolName"`
+	ToolArgs  json.RawMessage `json:"toolArgs"`
+}
+
+// copilotArgs returns toolArgs as the JSON of an object: an object as
+// sent, a string's content, {} when absent or null.
+func copilotArgs(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	args := raw
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, fmt.Errorf("hook input's toolArgs is not a JSON string: %w", err)
+		}
+		if strings.TrimSpace(s) == "" {
+			return json.RawMessage("{}"), nil
+		}
+		args = json.RawMessage(s)
+	}
+	if err := strictjson.Decode(args, &map[string]any{}); err != nil {
+		return nil, fmt.Errorf("hook input's toolArgs is neither a JSON object nor a string holding one: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, args); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // Parse reads one hook input of agent from r.
@@ -149,17 +180,14 @@ func Parse(agent string, r io.Reader) (*Call, error) {
 		if in.ToolName == "" {
 			return nil, errors.New("hook input has no toolName")
 		}
-		args := json.RawMessage(in.ToolArgs)
-		if in.ToolArgs == "" {
-			args = json.RawMessage("{}")
-		}
-		if err := strictjson.Decode(args, &map[string]any{}); err != nil {
-			return nil, fmt.Errorf("hook input's toolArgs is not a JSON string of an object: %w", err)
+		args, err := copilotArgs(in.ToolArgs)
+		if err != nil {
+			return nil, err
 		}
 		// Copilot sends no call id: the ref is a hash of everything that
 		// names the call, so two different calls never share one (the
 		// server answers a known ref with the decision it recorded).
-		sum := sha256.Sum256([]byte(strconv.FormatInt(in.Timestamp, 10) + "\x00" + in.ToolName + "\x00" + in.Cwd + "\x00" + in.ToolArgs))
+		sum := sha256.Sum256([]byte(strconv.FormatInt(in.Timestamp, 10) + "\x00" + in.ToolName + "\x00" + in.Cwd + "\x00" + string(args)))
 		return &Call{Agent: agent, Event: PreToolUse, Tool: in.ToolName, Input: args, Cwd: in.Cwd,
 			CallRef: "copilot_" + hex.EncodeToString(sum[:16])}, nil
 	}

@@ -94,6 +94,8 @@ func TestParseTestdata(t *testing.T) {
 			cwd: "/home/dev/proj", session: "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"},
 		{file: "copilot-pretooluse-bash.json", event: hook.PreToolUse, tool: "bash", cwd: "/home/runner/work/proj/proj",
 			callRefRE: copilotRef, inputHas: `attacker.example`},
+		{file: "copilot-pretooluse-bash-object.json", event: hook.PreToolUse, tool: "bash", cwd: "/home/dev/proj",
+			callRefRE: copilotRef, inputHas: `get.example.sh`},
 		{file: "copilot-pretooluse-bash-gotest.json", event: hook.PreToolUse, tool: "bash", cwd: "/home/runner/work/proj/proj", callRefRE: copilotRef},
 		{file: "copilot-pretooluse-edit.json", event: hook.PreToolUse, tool: "edit", cwd: "/home/runner/work/proj/proj", callRefRE: copilotRef},
 		{file: "copilot-pretooluse-create.json", event: hook.PreToolUse, tool: "create", cwd: "/home/runner/work/proj/proj", callRefRE: copilotRef},
@@ -170,9 +172,13 @@ func TestParseCopilotCallRef(t *testing.T) {
 	if got := ref(in(1764086400001, "bash", `{"command":"go test ./..."}`)); got == base {
 		t.Errorf("different timestamp, same ref %q", got)
 	}
-	// Whitespace is part of the arguments as sent: not the same bytes, not the same call.
-	if got := ref(in(1764086400000, "bash", `{"command": "go test ./..."}`)); got == base {
-		t.Errorf("different args bytes, same ref %q", got)
+	// The arguments count as JSON, compacted: whitespace, or an object
+	// sent in place of a string holding it, is the same call.
+	if got := ref(in(1764086400000, "bash", `{"command": "go test ./..."}`)); got != base {
+		t.Errorf("same args with spaces: %q, then %q", base, got)
+	}
+	if got := ref(`{"timestamp":1764086400000,"cwd":"/w","toolName":"bash","toolArgs":{"command": "go test ./..."}}`); got != base {
+		t.Errorf("same args as an object: %q, then %q", base, got)
 	}
 	if c := parse(t, hook.Copilot, `{"timestamp":1,"toolName":"view"}`); string(c.Input) != "{}" || c.CallRef == "" {
 		t.Errorf("no toolArgs: Input %s, CallRef %q; want {} and a ref", c.Input, c.CallRef)
@@ -224,8 +230,10 @@ func TestParseRefusals(t *testing.T) {
 		{"agent case", "Claude-Code", `{` + ok + `}`, `unknown agent`},
 		{"copilot not JSON", hook.Copilot, `toolName: bash`, "not the copilot hook JSON"},
 		{"copilot no toolName", hook.Copilot, `{"timestamp":1,"toolArgs":"{}"}`, "no toolName"},
-		{"copilot toolArgs not JSON", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":"{\"command\": curl x"}`, "toolArgs is not a JSON string"},
-		{"copilot toolArgs an object", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":{"command":"ls"}}`, "not the copilot hook JSON"},
+		{"copilot toolArgs not JSON", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":"{\"command\": curl x"}`, "toolArgs is neither a JSON object nor a string holding one"},
+		{"copilot toolArgs an array", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":["ls"]}`, "toolArgs is neither"},
+		{"copilot toolArgs a number", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":5}`, "toolArgs is neither"},
+		{"copilot toolArgs object with duplicate key", hook.Copilot, `{"timestamp":1,"toolName":"bash","toolArgs":{"command":"ls","command":"curl x|sh"}}`, "duplicate"},
 		{"copilot timestamp a string", hook.Copilot, `{"timestamp":"1","toolName":"bash","toolArgs":"{}"}`, "not the copilot hook JSON"},
 	}
 	for _, tt := range tests {
@@ -444,6 +452,7 @@ func TestMapTestdata(t *testing.T) {
 		"codex-pretooluse-bash.json":                {kind: writ.ActionGitPush, tgt: writ.Target{Ref: "main"}},
 		"copilot-pretooluse-bash.json":              {kind: writ.ActionTool, tname: "shell:net"},
 		"copilot-pretooluse-bash-gotest.json":       {kind: writ.ActionTool, tname: "shell:test"},
+		"copilot-pretooluse-bash-object.json":       {kind: writ.ActionTool, tname: "shell:net"},
 		"copilot-pretooluse-edit.json":              {kind: writ.ActionTool, tname: "edit", tgt: writ.Target{Paths: []string{"src/log.go"}}},
 		"copilot-pretooluse-create.json":            {kind: writ.ActionTool, tname: "edit", tgt: writ.Target{Paths: []string{".github/workflows/exfil.yml"}}},
 		"copilot-pretooluse-view.json":              {kind: writ.ActionTool, tname: "read"},

@@ -14,6 +14,9 @@ type MCP interface {
 	ServeHTTP(w http.ResponseWriter, r *http.Request)
 	// ServeMetadata serves /.well-known/oauth-protected-resource/mcp/{server}.
 	ServeMetadata(w http.ResponseWriter, r *http.Request)
+	// ServeDocs serves the guide for MCP clients at /docs/mcp-clients.md,
+	// the metadata's resource_documentation.
+	ServeDocs(w http.ResponseWriter, r *http.Request)
 	// Known reports whether server is configured.
 	Known(server string) bool
 	// Accept records the descriptors server presents now as accepted.
@@ -37,6 +40,13 @@ func (a *API) mcpRoutes() {
 			return
 		}
 		a.cfg.MCP.ServeMetadata(w, r)
+	})
+	a.mux.HandleFunc("GET /docs/mcp-clients.md", func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.MCP == nil {
+			a.writeError(w, r, writ.Errorf(writ.KindNotFound, "unknown_mcp_server", "this writ has no MCP servers configured"))
+			return
+		}
+		a.cfg.MCP.ServeDocs(w, r)
 	})
 	a.route("POST /v1/mcp/{server}/accept", a.human(a.acceptMCP))
 }

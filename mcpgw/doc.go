@@ -33,8 +33,9 @@
 //     through the decision point (via "mcp") before anything reaches the
 //     upstream: allow forwards it; deny answers a JSON-RPC error (code
 //     [CodeDenied]) whose message and data carry the reasons and the
-//     decision id; approval_required answers a tool result with isError set
-//     naming the approval id (and data in _meta). The decision event carries
+//     decision id; approval_required answers a JSON-RPC error (code
+//     [CodeApprovalRequired]) naming the approval and the command a human
+//     runs to give it, the approval in its data. The decision event carries
 //     the arguments' digest; the arguments themselves stay in the decisions
 //     table, or only their digest and size when they exceed
 //     writ.MaxActionArgs.
@@ -45,8 +46,11 @@
 //     filesystem path, resolved against the server's configured workspace
 //     (with {run} replaced by the run id) and checked lexically to stay
 //     inside it; with no workspace configured every path is outside. Every
-//     http, https, ws, wss or ftp URL anywhere in the arguments contributes
-//     its host, matched against the run's scope hosts. The default policy
+//     URL in the arguments — a whole string, or one inside a string —
+//     contributes its host, matched against the run's scope hosts; URLs
+//     are read as a WHATWG parser (Node's new URL) reads them, so
+//     whitespace, case, backslashes, userinfo, percent-encoding, IDNA and
+//     IPv4 notations do not hide a host (urlhost.go). The default policy
 //     denies either (path_outside_workspace, host_not_in_scope).
 //   - Results larger than the configured cap (default 1 MiB, as JSON) are
 //     replaced by an error result.

@@ -9,10 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -32,6 +32,9 @@ const (
 	CodeUnavailable = -32012
 	// CodeRefused: the call could not be decided or recorded (fail closed).
 	CodeRefused = -32013
+	// CodeApprovalRequired: the call waits for a human approval; data
+	// carries decision, code, reasons and the approval {id, group, count}.
+	CodeApprovalRequired = -32014
 )
 
 // enforce is the receiving middleware of the server writ presents: it
@@ -150,14 +153,15 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 	switch d.Verdict {
 	case writ.VerdictAllow:
 	case writ.VerdictApprovalRequired:
-		apr := ""
+		// A JSON-RPC error, as every refusal (docs/design.md §4.4), that
+		// names the approval and how a human gives it.
+		how := "a human approves it"
 		if d.Approval != nil {
-			apr = d.Approval.ID
+			how = fmt.Sprintf("a human of %q approves it (writ approvals approve %s)", d.Approval.Group, d.Approval.ID)
 		}
-		res := &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
-			Text: fmt.Sprintf("writ: %s (%s, decision %s); call %s again once a human approved it", sentence, code, d.ID, action.Name)}}}
-		res.Meta = mcp.Meta{"writ.dev/decision": d.ID, "writ.dev/approval": apr}
-		return res, nil
+		data, _ := json.Marshal(map[string]any{"decision": d.ID, "code": code, "reasons": d.Reasons, "approval": d.Approval})
+		return nil, &jsonrpc.Error{Code: CodeApprovalRequired, Data: data,
+			Message: fmt.Sprintf("writ: %s (%s, decision %s); call %s again once %s", sentence, code, d.ID, action.Name, how)}
 	default:
 		data, _ := json.Marshal(map[string]any{"decision": d.ID, "code": code, "reasons": d.Reasons})
 		return nil, &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("writ: %s (%s, decision %s)", sentence, code, d.ID), Data: data}
@@ -177,21 +181,51 @@ func (u *upstream) callTool(ctx context.Context, req mcp.Request) (mcp.Result, e
 	if len(p.Arguments) > 0 {
 		raw = p.Arguments
 	}
+	start := u.gw.now()
 	res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: p.Name, Arguments: raw})
 	if err != nil {
 		var je *jsonrpc.Error
 		if errors.As(err, &je) {
+			u.outcome(ctx, run, d.ID, start, fmt.Sprintf("the upstream answered JSON-RPC error %d", je.Code))
 			return nil, je
 		}
+		u.outcome(ctx, run, d.ID, start, "the upstream call failed")
 		u.log.WarnContext(ctx, "mcp upstream call failed", slog.String("tool", action.Name), slog.Any("error", err))
 		return nil, &jsonrpc.Error{Code: CodeUnavailable, Message: fmt.Sprintf("writ: the upstream call failed (decision %s)", d.ID)}
 	}
 	b, err := json.Marshal(res)
 	if err != nil || len(b) > u.gw.cfg.MaxResultBytes {
+		u.outcome(ctx, run, d.ID, start, "the result was over the gateway's limit")
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{
 			Text: fmt.Sprintf("writ: the result of %s is %d bytes, over the gateway's limit of %d (decision %s)", action.Name, len(b), u.gw.cfg.MaxResultBytes, d.ID)}}}, nil
 	}
+	failed := ""
+	if res.IsError {
+		failed = "the tool reported an error"
+	}
+	u.outcome(ctx, run, d.ID, start, failed)
 	return res, nil
+}
+
+// outcome records what an allowed call did: failed is "" for success, else
+// writ's own words for the failure (never the upstream's text, which may
+// quote anything). A failure to record is logged; the call has happened.
+func (u *upstream) outcome(ctx context.Context, run *writ.Run, decision string, start time.Time, failed string) {
+	if u.gw.cfg.Outcomes == nil {
+		return
+	}
+	ms := u.gw.now().Sub(start).Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	o := &writ.Outcome{DurationMS: ms, Error: failed}
+	ev := &writ.Event{Type: writ.EventDecisionOutcome, Actor: "run:" + string(run.ID), Subject: decision,
+		Details: map[string]any{"decision": decision, "durationMs": ms, "failed": failed != "", "via": "mcp"}}
+	rctx, cancel := detach(ctx, 10*time.Second)
+	defer cancel()
+	if err := u.gw.cfg.Outcomes.RecordOutcome(rctx, run.ID, decision, o, ev); err != nil {
+		u.log.WarnContext(ctx, "recording an mcp call's outcome", slog.String("run", string(run.ID)), slog.String("decision", decision), slog.Any("error", err))
+	}
 }
 
 // arguments returns the action's arguments as recorded (compact JSON, or
@@ -230,6 +264,7 @@ func (u *upstream) arguments(run *writ.Run, raw json.RawMessage, redact bool) (j
 		args, _ = json.Marshal(map[string]any{"digest": "sha256:" + hex.EncodeToString(sum[:]), "bytes": len(buf.Bytes())})
 	}
 	ws := u.workspace(run)
+	budget := maxURLCandidates
 	var walk func(key string, v any, depth int) error
 	walk = func(key string, v any, depth int) error {
 		if depth > 32 {
@@ -249,18 +284,29 @@ func (u *upstream) arguments(run *writ.Run, raw json.RawMessage, redact bool) (j
 				}
 			}
 		case string:
-			if host, ok := urlHost(x); ok {
-				if !slices.Contains(facts.Hosts, host) {
-					facts.Hosts = append(facts.Hosts, host)
+			addHost := func(h string) {
+				if h != "" && !slices.Contains(facts.Hosts, h) {
+					facts.Hosts = append(facts.Hosts, h)
 				}
-				return nil
+			}
+			// The string as a URL parser reads it, and every URL inside
+			// it (urlhost.go).
+			whole, isURL := wholeURL(x)
+			embedded, ok := embeddedURLs(x, budget)
+			if !ok {
+				return fmt.Errorf("arguments hold more than %d URL candidates", maxURLCandidates)
+			}
+			budget -= len(embedded)
+			addHost(whole.host)
+			for _, f := range embedded {
+				addHost(f.host)
 			}
 			p, isPath := "", false
-			if strings.HasPrefix(strings.ToLower(x), "file://") {
-				if fu, err := url.Parse(x); err == nil {
-					p, isPath = fu.Path, true
-				}
-			} else if pathKey(key) && x != "" {
+			switch {
+			case isURL && whole.isFile:
+				p, isPath = whole.filePath(), true
+			case isURL && whole.hasHost:
+			case pathKey(key) && x != "":
 				p, isPath = x, true
 			}
 			if isPath {
@@ -336,31 +382,9 @@ func pathKey(k string) bool {
 	return false
 }
 
-// urlHost returns the host of a network URL.
-func urlHost(s string) (string, bool) {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok || len(scheme) > 8 {
-		return "", false
-	}
-	switch strings.ToLower(scheme) {
-	case "http", "https", "ws", "wss", "ftp":
-	default:
-		return "", false
-	}
-	pu, err := url.Parse(strings.TrimSpace(s))
-	if err != nil || pu.Hostname() == "" {
-		// Not parseable, yet it claims to be a URL: a host nobody scoped.
-		h := rest
-		if i := strings.IndexAny(h, "/?#"); i >= 0 {
-			h = h[:i]
-		}
-		if h == "" {
-			h = "(unparseable)"
-		}
-		return strings.ToLower(h), true
-	}
-	return strings.ToLower(pu.Hostname()), true
-}
+// maxURLCandidates bounds the places one call's arguments may hold a
+// scheme and ":" (each is read as a URL).
+const maxURLCandidates = 10000
 
 // redacted reports whether a redaction rule of the server covers tool: its
 // arguments are then recorded as their digest only.

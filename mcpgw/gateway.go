@@ -85,6 +85,12 @@ type Events interface {
 	AppendEvent(ctx context.Context, ev *writ.Event) error
 }
 
+// Outcomes records what an allowed call did (package sqlstore), with its
+// decision.outcome event, as POST /v1/outcomes does for hooks.
+type Outcomes interface {
+	RecordOutcome(ctx context.Context, run writ.RunID, decision string, o *writ.Outcome, ev *writ.Event) error
+}
+
 // Config configures a [Gateway].
 type Config struct {
 	Servers   []Upstream
@@ -92,6 +98,9 @@ type Config struct {
 	Tokens    Tokens
 	Decider   Decider
 	Events    Events
+	// Outcomes records each allowed call's outcome (success or error,
+	// duration); nil records none.
+	Outcomes Outcomes
 	// StateDir holds the recorded and accepted digests, one file per
 	// server; empty keeps them in memory only.
 	StateDir string

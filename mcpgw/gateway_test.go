@@ -185,14 +185,40 @@ func (f *fakeEvents) types() []string {
 	return out
 }
 
+// fakeOutcomes keeps the outcomes the gateway records.
+type fakeOutcomes struct {
+	mu sync.Mutex
+	m  map[string]*writ.Outcome
+}
+
+func (f *fakeOutcomes) RecordOutcome(ctx context.Context, run writ.RunID, decision string, o *writ.Outcome, ev *writ.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ev.Type != writ.EventDecisionOutcome || ev.Subject != decision {
+		return fmt.Errorf("event %+v for decision %s", ev, decision)
+	}
+	if f.m[decision] != nil {
+		return writ.Errorf(writ.KindConflict, "outcome_recorded", "twice")
+	}
+	f.m[decision] = o
+	return nil
+}
+
+func (f *fakeOutcomes) get(decision string) *writ.Outcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.m[decision]
+}
+
 type fixture struct {
-	up      *fakeUpstream
-	gw      *mcpgw.Gateway
-	tokens  *fakeTokens
-	decider *fakeDecider
-	events  *fakeEvents
-	url     string // the gateway's public URL
-	connect atomic.Int32
+	outcomes *fakeOutcomes
+	up       *fakeUpstream
+	gw       *mcpgw.Gateway
+	tokens   *fakeTokens
+	decider  *fakeDecider
+	events   *fakeEvents
+	url      string // the gateway's public URL
+	connect  atomic.Int32
 }
 
 const (
@@ -207,7 +233,7 @@ func newFixture(t *testing.T, pins map[string]string) *fixture {
 
 func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	t.Helper()
-	f := &fixture{up: newUpstream(), decider: &fakeDecider{}, events: &fakeEvents{}}
+	f := &fixture{up: newUpstream(), decider: &fakeDecider{}, events: &fakeEvents{}, outcomes: &fakeOutcomes{m: map[string]*writ.Outcome{}}}
 	scope := writ.Scope{Tools: []string{"mcp:up/echo", "mcp:up/read_file", "mcp:up/fetch", "mcp:up/deploy", "mcp:up/big"}, Hosts: []string{"proxy.golang.org"}}
 	f.tokens = &fakeTokens{runs: map[writ.RunID]*writ.Run{
 		runA: {ID: runA, State: writ.RunActive, Deadline: time.Now().Add(time.Hour), Scope: scope},
@@ -219,7 +245,7 @@ func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	f.url = ts.URL
 	gw, err := mcpgw.New(mcpgw.Config{
 		Servers:   []mcpgw.Upstream{up},
-		PublicURL: ts.URL, Tokens: f.tokens, Decider: f.decider, Events: f.events, StateDir: t.TempDir(),
+		PublicURL: ts.URL, Tokens: f.tokens, Decider: f.decider, Events: f.events, Outcomes: f.outcomes, StateDir: t.TempDir(),
 		MaxResultBytes: 4000,
 		Transport: func(mcpgw.Upstream) (mcp.Transport, error) {
 			f.connect.Add(1)
@@ -237,6 +263,7 @@ func newFixtureUp(t *testing.T, up mcpgw.Upstream) *fixture {
 	f.gw = gw
 	mux.Handle("/mcp/{server}", gw)
 	mux.HandleFunc("GET /.well-known/oauth-protected-resource/mcp/{server}", gw.ServeMetadata)
+	mux.HandleFunc("GET "+mcpgw.DocsPath, gw.ServeDocs)
 	gw.Start(context.Background())
 	return f
 }
@@ -332,17 +359,22 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 		t.Errorf("upstream got %d get-env calls, want 0", n)
 	}
 
-	// Approval required: an error result naming the approval.
-	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy"})
-	if err != nil {
-		t.Fatal(err)
+	// Approval required: a JSON-RPC error naming the approval and how a
+	// human gives it.
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "deploy"})
+	if rpcCode(err) != mcpgw.CodeApprovalRequired || !errors.As(err, &je) {
+		t.Fatalf("deploy: err = %v, want code %d", err, mcpgw.CodeApprovalRequired)
 	}
-	if !res.IsError || !strings.Contains(text(res), "apr_1") || res.Meta["writ.dev/approval"] != "apr_1" {
-		t.Errorf("deploy = %+v %q, want an error result naming apr_1", res, text(res))
+	var data struct {
+		Decision, Code string
+		Approval       writ.ApprovalRef
+	}
+	if err := json.Unmarshal(je.Data, &data); err != nil || data.Code != "approval_required" || data.Approval.ID != "apr_1" || data.Approval.Group != "maintainers" || !strings.HasPrefix(data.Decision, "dec_") {
+		t.Errorf("deploy: data %s (%v), want the decision, approval_required and apr_1 of maintainers", je.Data, err)
 	}
 	code, sentence = writ.DecisionMessage(&writ.Decision{Verdict: writ.VerdictApprovalRequired, Approval: &writ.ApprovalRef{ID: "apr_1", Group: "maintainers", Count: 1}})
-	if want := fmt.Sprintf("writ: %s (%s, decision %s); call mcp:up/deploy again once a human approved it", sentence, code, res.Meta["writ.dev/decision"]); text(res) != want {
-		t.Errorf("deploy says %q; want %q", text(res), want)
+	if want := fmt.Sprintf("writ: %s (%s, decision %s); call mcp:up/deploy again once a human of \"maintainers\" approves it (writ approvals approve apr_1)", sentence, code, data.Decision); je.Message != want {
+		t.Errorf("deploy says %q; want %q", je.Message, want)
 	}
 	if n := f.up.called("deploy"); n != 0 {
 		t.Errorf("upstream got %d deploy calls, want 0", n)
@@ -363,6 +395,14 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	if got := f.decider.last().ArgFacts; !cmp.Equal(got.Paths, []string{"/ws/" + string(runA) + "/src/a.go"}) || len(got.OutsideWorkspace) != 0 {
 		t.Errorf("facts = %+v, want the path inside /ws/<run>", got)
 	}
+	// An allowed call's outcome is recorded, as the hooks record theirs;
+	// refused calls have none.
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs))); o == nil || o.Error != "" || o.DurationMS < 0 {
+		t.Errorf("outcome of the allowed read_file = %+v, want a success", o)
+	}
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs)-1)); o != nil {
+		t.Errorf("the refused read_file has an outcome %+v", o)
+	}
 	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "fetch", Arguments: map[string]any{"url": "https://Evil.example/x"}})
 	if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{"evil.example"}) {
 		t.Errorf("fetch evil.example: err = %v, facts %+v; want a denial with the host as a fact", err, f.decider.last().ArgFacts)
@@ -375,6 +415,9 @@ func TestListFiltersAndCallsAreDecided(t *testing.T) {
 	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "big"})
 	if err != nil || !res.IsError || !strings.Contains(text(res), "over the gateway's limit") {
 		t.Errorf("big = %+v %v, want an error result for the size", res, err)
+	}
+	if o := f.outcomes.get(fmt.Sprintf("dec_%d", len(f.decider.reqs))); o == nil || !strings.Contains(o.Error, "over the gateway's limit") {
+		t.Errorf("outcome of big = %+v, want a failure naming the limit", o)
 	}
 
 	// An unknown tool: refused before any decision.
@@ -505,10 +548,27 @@ func TestHTTPAuthOriginAndHeaders(t *testing.T) {
 	ep := f.url + "/mcp/up"
 	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
 
+	// No token: a 401 a spec-following client can act on, saying where a
+	// run's token comes from (writ is no OAuth authorization server).
 	resp := post(t, ep, nil, initBody)
-	wantMeta := `Bearer resource_metadata="` + f.url + `/.well-known/oauth-protected-resource/mcp/up"`
-	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != wantMeta {
-		t.Errorf("no token: %s, WWW-Authenticate %q; want 401 with %q", resp.Status, resp.Header.Get("WWW-Authenticate"), wantMeta)
+	wantMeta := `Bearer realm="writ", resource_metadata="` + f.url + `/.well-known/oauth-protected-resource/mcp/up", error_description="writ is not an OAuth authorization server: `
+	www := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(www, wantMeta) || strings.Count(www, `"`) != 6 ||
+		!strings.Contains(www, "'writ run token --audience "+ep+"'") || !strings.Contains(www, "'writ mcp config --client CLIENT --server up'") {
+		t.Errorf("no token: %s, WWW-Authenticate %q; want 401 starting %q and naming writ run token and writ mcp config", resp.Status, www, wantMeta)
+	}
+	var body struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error.Code != "missing_credential" || !strings.Contains(body.Error.Message, "mcp-up.token") {
+		t.Errorf("no token: body %+v (%v); want missing_credential naming the run's token file", body, err)
+	}
+	resp = post(t, ep, map[string]string{"Authorization": "Bearer tok-nonsense"}, initBody)
+	www = resp.Header.Get("WWW-Authenticate")
+	body.Error.Code = ""
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(www, `error="invalid_token", error_description="writ is not`) || body.Error.Code != "invalid_token" || !strings.Contains(body.Error.Message, "malformed") {
+		t.Errorf("bad token: %s, WWW-Authenticate %q, body %+v; want invalid_token with the reason and the help", resp.Status, www, body)
 	}
 	mr, err := http.Get(f.url + "/.well-known/oauth-protected-resource/mcp/up")
 	if err != nil {
@@ -517,8 +577,17 @@ func TestHTTPAuthOriginAndHeaders(t *testing.T) {
 	var meta map[string]any
 	_ = json.NewDecoder(mr.Body).Decode(&meta)
 	mr.Body.Close()
-	if meta["resource"] != ep {
-		t.Errorf("metadata resource = %v, want %s", meta["resource"], ep)
+	if meta["resource"] != ep || meta["resource_documentation"] != f.url+mcpgw.DocsPath || meta["authorization_servers"] != nil {
+		t.Errorf("metadata = %v, want resource %s, resource_documentation %s and no authorization server", meta, ep, f.url+mcpgw.DocsPath)
+	}
+	dr, err := http.Get(f.url + mcpgw.DocsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := io.ReadAll(dr.Body)
+	dr.Body.Close()
+	if dr.StatusCode != http.StatusOK || !strings.Contains(string(doc), "writ mcp config --client") {
+		t.Errorf("GET %s: %s, %d bytes; want the MCP clients guide", mcpgw.DocsPath, dr.Status, len(doc))
 	}
 
 	// Another audience (the API's), an ended run, an unknown server.
@@ -692,5 +761,44 @@ func TestRedaction(t *testing.T) {
 	}
 	if got := f.decider.last(); string(got.Action.Args) != `{"message":"plain"}` {
 		t.Errorf("an unredacted tool's arguments: %s", got.Action.Args)
+	}
+}
+
+// TestURLBypassesRefused: each way of writing a URL that a server's
+// WHATWG parser reads as evil.example, while a strict reading sees no URL
+// or another host, reaches the decision as the host evil.example and is
+// refused; the upstream never sees the call. Hosts in scope still pass.
+func TestURLBypassesRefused(t *testing.T) {
+	f := newFixture(t, nil)
+	cs := f.session(t, f.token(runA))
+	ctx := context.Background()
+	for _, s := range []string{
+		" https://evil.example/x", "\thttps://evil.example/x", "see https://evil.example/x", "HTTPS://EVIL.EXAMPLE/",
+		"ht\ttps://evil.example/", "https:\\\\evil.example\\x", "https:evil.example/x", "https://proxy.golang.org@evil.example/",
+		"https://evil.example\\@proxy.golang.org/", "https://%65vil.example/", "https://evil%2Eexample/", "https://ｅｖｉｌ．ｅｘａｍｐｌｅ/",
+	} {
+		before := f.up.called("echo")
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": s}})
+		if rpcCode(err) != mcpgw.CodeDenied || !slices.Contains(f.decider.last().ArgFacts.Hosts, "evil.example") {
+			t.Errorf("echo %q: err = %v, host facts %q; want a denial with evil.example as a fact", s, err, f.decider.last().ArgFacts.Hosts)
+		}
+		if f.up.called("echo") != before {
+			t.Errorf("echo %q reached the upstream", s)
+		}
+	}
+	for s, host := range map[string]string{"http://2130706433/": "127.0.0.1", "http://0x7f.1/": "127.0.0.1", "http://[0::1]/": "::1"} {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "fetch", Arguments: map[string]any{"url": s}})
+		if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{host}) {
+			t.Errorf("fetch %q: err = %v, host facts %q; want a denial with %s", s, err, f.decider.last().ArgFacts.Hosts, host)
+		}
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"message": "read https://PROXY.golang.org/x and \thttps:proxy.golang.org"}})
+	if err != nil || res.IsError || !cmp.Equal(f.decider.last().ArgFacts.Hosts, []string{"proxy.golang.org"}) {
+		t.Errorf("echo naming only proxy.golang.org: %v %v, facts %q; want it forwarded", res, err, f.decider.last().ArgFacts.Hosts)
+	}
+	// A file URL with leading space is a path, read as the server reads it.
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "read_file", Arguments: map[string]any{"path": " file:///etc/passwd"}})
+	if rpcCode(err) != mcpgw.CodeDenied || !cmp.Equal(f.decider.last().ArgFacts.OutsideWorkspace, []string{"/etc/passwd"}) {
+		t.Errorf("read_file \" file:///etc/passwd\": err = %v, facts %+v; want /etc/passwd outside the workspace", err, f.decider.last().ArgFacts)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/writ-dev/writ"
+	"github.com/writ-dev/writ/docs"
 )
 
 // Limits of the HTTP side.
@@ -66,9 +67,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+	uw := &unauthorizedWriter{ResponseWriter: w, g: g, name: name, hadToken: r.Header.Get("Authorization") != ""}
+	defer uw.finish()
 	auth.RequireBearerToken(g.verifier(name), &auth.RequireBearerTokenOptions{
 		ResourceMetadataURL: g.public() + "/.well-known/oauth-protected-resource/mcp/" + name,
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uw.passed = true
 		if err := checkHeaders(r); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -86,7 +90,91 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.stateful.ServeHTTP(w, r)
-	})).ServeHTTP(w, r)
+	})).ServeHTTP(uw, r)
+}
+
+// DocsPath is where writ serves the guide for MCP clients (docs.MCPClients),
+// named by the metadata's resource_documentation.
+const DocsPath = "/docs/mcp-clients.md"
+
+// tokenHelp says how a run gets the token the gateway wants; it stands in
+// a WWW-Authenticate quoted string, so it holds no '"' or '\'.
+func tokenHelp(g *Gateway, name string) string {
+	return "writ is not an OAuth authorization server: this MCP server takes a writ run's token for " + g.Resource(name) +
+		". A run started with 'writ run' finds it in its run directory (mcp-" + name + ".token, kept fresh); " +
+		"'writ run token --audience " + g.Resource(name) + "' mints one; a stdio client starts 'writ mcp proxy', " +
+		"whose entry 'writ mcp config --client CLIENT --server " + name + "' prints. See " + g.public() + DocsPath
+}
+
+// unauthorizedWriter turns the SDK's bare 401 into one a client can act
+// on: WWW-Authenticate with realm, resource_metadata and an
+// error_description naming how a run gets its token, and a JSON body
+// saying the same. Every other answer passes through untouched.
+type unauthorizedWriter struct {
+	http.ResponseWriter
+	g        *Gateway
+	name     string
+	hadToken bool
+	passed   bool // the request reached the MCP handler
+	status   int
+	msg      bytes.Buffer
+}
+
+func (w *unauthorizedWriter) WriteHeader(code int) {
+	if !w.passed && code == http.StatusUnauthorized {
+		w.status = code
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *unauthorizedWriter) Write(p []byte) (int, error) {
+	if w.status == http.StatusUnauthorized {
+		if w.msg.Len() < 4096 {
+			w.msg.Write(p)
+		}
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush lets streamed answers through.
+func (w *unauthorizedWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && w.status == 0 {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *unauthorizedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *unauthorizedWriter) finish() {
+	if w.status != http.StatusUnauthorized {
+		return
+	}
+	help := tokenHelp(w.g, w.name)
+	code, why := "missing_credential", "no bearer token"
+	params := `Bearer realm="writ", resource_metadata="` + w.g.public() + "/.well-known/oauth-protected-resource/mcp/" + w.name + `"`
+	if w.hadToken {
+		code, why = "invalid_token", strings.TrimSpace(w.msg.String())
+		params += `, error="invalid_token"`
+	}
+	params += `, error_description="` + help + `"`
+	h := w.ResponseWriter.Header()
+	h.Set("WWW-Authenticate", params)
+	h.Set("Content-Type", "application/json")
+	h.Del("X-Content-Type-Options")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.ResponseWriter.WriteHeader(http.StatusUnauthorized)
+	_ = json.NewEncoder(w.ResponseWriter).Encode(map[string]any{"error": map[string]any{"code": code, "message": why + ". " + help}})
+}
+
+// ServeDocs serves the guide for MCP clients at [DocsPath].
+func (g *Gateway) ServeDocs(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = io.WriteString(w, docs.MCPClients)
 }
 
 // ServeMetadata serves the RFC 9728 protected resource metadata of a
@@ -103,9 +191,11 @@ func (g *Gateway) ServeMetadata(w http.ResponseWriter, r *http.Request) {
 		"resource":                 g.Resource(name),
 		"bearer_methods_supported": []string{"header"},
 		"resource_name":            "writ MCP gateway: " + name,
+		"resource_documentation":   g.public() + DocsPath,
 		// Tokens are the run's JWT-SVIDs from writ itself (POST
 		// /v1/runs/{id}/token with this resource as audience); writ is not
-		// an OAuth authorization server, so none is listed.
+		// an OAuth authorization server, so none is listed, and the
+		// documentation says where a run's token comes from.
 		"resource_signing_alg_values_supported": []string{"ES256"},
 	})
 }

@@ -56,6 +56,21 @@ if command -v npm >/dev/null 2>&1; then
   echo "mcp inspector: $("$WRIT_TEST_MCP_INSPECTOR" --version 2>/dev/null || echo unavailable)"
 fi
 
+# The Codex and Copilot CLIs (`writ hook install` checked against what they
+# load), in a cache of their own so Claude Code is not reinstalled.
+agent_pkgs="@openai/codex@0.171.0 @github/copilot@1.0.102"
+agent_cache="${XDG_CACHE_HOME:-$HOME/.cache}/writ-test/npm-$(printf '%s' "$agent_pkgs" | sha256sum | cut -c1-12)"
+if command -v npm >/dev/null 2>&1; then
+  agent_bin="$agent_cache/node_modules/.bin"
+  if [ ! -x "$agent_bin/codex" ] || [ ! -x "$agent_bin/copilot" ]; then
+    mkdir -p "$agent_cache"
+    (cd "$agent_cache" && npm install --no-audit --no-fund --loglevel=error $agent_pkgs)
+  fi
+  export WRIT_TEST_CODEX="$agent_bin/codex" WRIT_TEST_COPILOT="$agent_bin/copilot"
+  echo "codex: $("$WRIT_TEST_CODEX" --version 2>/dev/null || echo unavailable)"
+  echo "copilot: $("$WRIT_TEST_COPILOT" --version 2>/dev/null | head -1 || echo unavailable)"
+fi
+
 step "Chromium"
 # The web UI's browser tests (server/webui_browser_test.go) drive Debian's
 # headless Chromium through chromedp. Installed when missing and we may

@@ -90,7 +90,7 @@ func (s *Server) newMCP() (*mcpgw.Gateway, error) {
 	sum := sha256.Sum256(append([]byte("writ mcp session ids v1\x00"), bytes.TrimSpace(logKey)...))
 	return mcpgw.New(mcpgw.Config{
 		Advertise: s.cfg.MCP.Advertise, SessionKey: sum[:],
-		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: s.runs, Decider: s.decider, Events: s.store,
+		Servers: s.cfg.MCP.Servers, PublicURL: s.cfg.PublicURL, Tokens: s.runs, Decider: s.decider, Events: s.store, Outcomes: s.store,
 		StateDir: filepath.Join(s.cfg.DataDir, "mcp"), MaxResultBytes: s.cfg.MCP.MaxResultBytes, Logger: s.log, Now: s.now,
 		Secrets: mcpSecrets(s.broker),
 	})

@@ -264,6 +264,16 @@ func TestMCPGatewayAcceptance(t *testing.T) {
 			t.Errorf("events lack %s: %v", want, types)
 		}
 	}
+	// Allowed calls have their outcome recorded, as hooks' do.
+	outcomes := 0
+	for _, e := range storeEvents(t, r.srv.Store()) {
+		if e.Type == writ.EventDecisionOutcome && e.Run == run.ID && e.Details["via"] == "mcp" && e.Details["failed"] == false {
+			outcomes++
+		}
+	}
+	if outcomes < 2 {
+		t.Errorf("%d successful mcp decision.outcome events, want one per allowed call (echo, read_text_file, …)", outcomes)
+	}
 	var denied, digested int
 	for _, e := range decisions {
 		if e.Decision == writ.VerdictDeny {
@@ -286,20 +296,38 @@ func TestMCPGatewayAcceptance(t *testing.T) {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
 	}
+	// The inspector starts stdio servers with a restricted environment (no
+	// WRIT_*), so it reaches the gateway only through the entry `writ mcp
+	// config` prints, which carries the run as flags: a run directory
+	// (its url and mcp-<server>.token files), or --url with --token-file.
+	runDir := t.TempDir()
+	for name, content := range map[string]string{"url": r.url + "\n", "mcp-everything.token": tokE + "\n"} {
+		if err := os.WriteFile(filepath.Join(runDir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tokFile := filepath.Join(t.TempDir(), "mcp-everything.token")
 	if err := os.WriteFile(tokFile, []byte(tokE+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wrapper := filepath.Join(t.TempDir(), "proxy.sh")
-	script := "#!/bin/sh\nexec '" + bin + "' mcp proxy --server everything --url '" + r.url + "' --token-file '" + tokFile + "'\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pctx, pcancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer pcancel()
-	pout, err := exec.CommandContext(pctx, insp, "--cli", wrapper, "--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=2", "b=3").CombinedOutput()
-	if err != nil || !strings.Contains(string(pout), "The sum of 2 and 3 is 5") {
-		t.Errorf("get-sum through writ mcp proxy: %v\n%s", err, pout)
+	for _, flags := range [][]string{{"--run-dir", runDir}, {"--url", r.url, "--token-file", tokFile}} {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Minute)
+		entry, err := exec.CommandContext(pctx, bin, append([]string{"mcp", "config", "--client", "inspector", "--server", "everything"}, flags...)...).Output()
+		if err != nil {
+			pcancel()
+			t.Fatalf("writ mcp config %v: %v", flags, err)
+		}
+		cfgFile := filepath.Join(t.TempDir(), "mcp.json")
+		if err := os.WriteFile(cfgFile, entry, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(pctx, insp, "--cli", "--config", cfgFile, "--server", "everything", "--method", "tools/call", "--tool-name", "get-sum", "--tool-arg", "a=2", "b=3")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+		pout, err := cmd.CombinedOutput()
+		pcancel()
+		if err != nil || !strings.Contains(string(pout), "The sum of 2 and 3 is 5") {
+			t.Errorf("get-sum through the entry of `writ mcp config %v`: %v\n%s\n%s", flags, err, entry, pout)
+		}
 	}
 
 	// The run ends: its MCP token is refused on the next request.

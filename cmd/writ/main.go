@@ -1,6 +1,6 @@
 // Command writ is the writ control plane (`writ serve`) and its CLI. Every
 // command except init, migrate, backup, restore, `token create --bootstrap`, `trigger` (which
-// works on local files) and demo talks to a server through its HTTP API.
+// works on local files), `hook install` and demo talks to a server through its HTTP API.
 //
 // Usage: writ <command> [flags]; `writ help` lists the commands and
 // `writ <command> -h` shows one with an example.
@@ -206,14 +206,23 @@ var commands = []*command{
 	{
 		name:    "hook " + hook.Codex,
 		summary: "answer " + hook.Codex + "'s tool-call hook from writ's policy (reads the hook JSON on stdin; WRIT_RUN_DIR names the run)",
-		example: `~/.codex/hooks.json: {"PreToolUse": [{"hooks": [{"type": "command", "command": "writ hook codex"}]}]}`,
-		new:     func() cmd { return &hookCommand{agent: hook.Codex} },
+		example: `~/.codex/hooks.json: {"hooks": {"PreToolUse": [{"hooks": [{"type": "command", "command": "writ hook codex"}]}],
+                               "PostToolUse": [{"hooks": [{"type": "command", "command": "writ hook codex"}]}]}}`,
+		new: func() cmd { return &hookCommand{agent: hook.Codex} },
 	},
 	{
 		name:    "hook " + hook.Copilot,
 		summary: "answer " + hook.Copilot + "'s tool-call hook from writ's policy (reads the hook JSON on stdin; WRIT_RUN_DIR names the run)",
 		example: `.github/hooks/writ.json: {"version": 1, "hooks": {"preToolUse": [{"type": "command", "bash": "writ hook copilot"}]}}`,
 		new:     func() cmd { return &hookCommand{agent: hook.Copilot} },
+	},
+	{
+		name: "hook install", args: hook.ClaudeCode + "|" + hook.Codex + "|" + hook.Copilot,
+		summary: "write an agent CLI's hook file for the version installed (asks CLI --version) and print the step the CLI needs to trust it",
+		example: "writ hook install codex                       # $CODEX_HOME/hooks.json or ~/.codex/hooks.json\n" +
+			"writ hook install copilot --dir ~/src/api     # ~/src/api/.github/hooks/writ.json\n" +
+			"writ hook install claude-code --dir ~/src/api # ~/src/api/.claude/settings.json",
+		new: func() cmd { return &hookInstallCommand{} },
 	},
 	{
 		name: "init", args: "[DIR]",
@@ -234,9 +243,17 @@ var commands = []*command{
 		new:     func() cmd { return &mcpAcceptCommand{} },
 	},
 	{
+		name:    "mcp config",
+		summary: "print the stdio server entry of `writ mcp proxy` for an MCP client, with the run as flags (clients start stdio servers without your environment)",
+		example: "writ mcp config --client claude-code --server everything --run-dir ~/src/api/.writ/run   # .mcp.json\n" +
+			"writ mcp config --client codex --server everything >> ~/.codex/config.toml            # WRIT_RUN_DIR names the run\n" +
+			"writ mcp config --client inspector --server everything --url http://127.0.0.1:7300 --token-file mcp.token > mcp.json",
+		new: func() cmd { return &mcpConfigCommand{} },
+	},
+	{
 		name:    "mcp proxy",
 		summary: "relay an agent's stdio MCP connection to writ's gateway at /mcp/NAME with the run's token",
-		example: "writ mcp proxy --server everything   # in an agent's MCP config: {\"command\": \"writ\", \"args\": [\"mcp\", \"proxy\", \"--server\", \"everything\"]}",
+		example: "writ mcp proxy --server everything --run-dir ~/src/api/.writ/run   # `writ mcp config` prints a client's entry",
 		new:     func() cmd { return &mcpProxyCommand{} },
 	},
 	{
