@@ -102,18 +102,16 @@ func replaceStore(t *testing.T, cfg server.Config, src string) {
 	}
 }
 
-// TestRollbackRefused is issue 21's rolled-back store: a backup taken
-// while writ serves, a trigger used after it, writ stopped and the old
-// file copied back by hand. writ refuses to start, naming both sizes and
-// the way out; with --accept-rollback it starts, records an alert, keeps
-// refusing the trigger used after the backup, and resets the pin.
-func TestRollbackRefused(t *testing.T) {
+// backupThenUse starts a dev server, starts runs, takes a backup while it
+// serves and then uses one more trigger, which the backup does not know.
+func backupThenUse(t *testing.T) (d *dev, r *running, backup string, rep *server.BackupReport, used []byte) {
+	t.Helper()
 	ctx := context.Background()
-	d := prepareDev(t)
-	r := start(t, d.cfg, server.Options{}, d.finish(t))
+	d = prepareDev(t)
+	r = start(t, d.cfg, server.Options{}, d.finish(t))
 	startRuns(t, d, r.url, 3)
 	waitPinned(t, r, d.cfg)
-	backup := filepath.Join(t.TempDir(), "backup.db")
+	backup = filepath.Join(t.TempDir(), "backup.db")
 	rep, err := server.Backup(ctx, d.cfg, backup)
 	if err != nil {
 		t.Fatal(err)
@@ -121,17 +119,28 @@ func TestRollbackRefused(t *testing.T) {
 	if rep.LogSize == 0 || rep.Checkpoint.Size == 0 || rep.Checkpoint.Size > rep.LogSize {
 		t.Fatalf("backup report %+v: want a logged, checkpointed copy", rep)
 	}
-	used := d.sign(t, time.Now(), nil)
+	used = d.sign(t, time.Now(), nil)
 	if _, err := client.New(r.url, "").StartRun(ctx, used, nil); err != nil {
 		t.Fatal(err)
 	}
+	return d, r, backup, rep, used
+}
+
+// TestRollbackRefused is issue 21's rolled-back store: a backup taken
+// while writ serves, a trigger used after it, writ stopped and the old
+// file copied back by hand. writ refuses to start, naming both sizes and
+// the way out; with --accept-rollback it starts, records an alert, keeps
+// refusing the trigger used after the backup, and resets the pin.
+func TestRollbackRefused(t *testing.T) {
+	ctx := context.Background()
+	d, r, backup, rep, used := backupThenUse(t)
 	pinned := waitPinned(t, r, d.cfg)
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
 
 	replaceStore(t, d.cfg, backup)
-	_, err = server.New(ctx, d.cfg, server.Options{})
+	_, err := server.New(ctx, d.cfg, server.Options{})
 	var rb *server.RollbackError
 	if !errors.As(err, &rb) {
 		t.Fatalf("start on the rolled-back store: %v; want a RollbackError", err)
@@ -173,21 +182,9 @@ func TestRollbackRefused(t *testing.T) {
 // writ serves) is refused by the store's lock.
 func TestRestoreRefusesTriggersUsedAfterBackup(t *testing.T) {
 	ctx := context.Background()
-	d := prepareDev(t)
-	r := start(t, d.cfg, server.Options{}, d.finish(t))
-	startRuns(t, d, r.url, 2)
-	waitPinned(t, r, d.cfg)
-	backup := filepath.Join(t.TempDir(), "backup.db")
-	rep, err := server.Backup(ctx, d.cfg, backup)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, r, backup, rep, used := backupThenUse(t)
 	if _, err := server.Backup(ctx, d.cfg, backup); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("a backup over an existing file: %v; want a refusal", err)
-	}
-	used := d.sign(t, time.Now(), nil)
-	if _, err := client.New(r.url, "").StartRun(ctx, used, nil); err != nil {
-		t.Fatal(err)
 	}
 	startRuns(t, d, r.url, 2)
 	if _, err := server.Restore(ctx, d.cfg, backup, nil); err == nil || !strings.Contains(err.Error(), "in use by another writ process") {
