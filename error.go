@@ -3,7 +3,9 @@ package writ
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -75,6 +77,13 @@ type Error struct {
 	Decision   string
 	Approval   string
 	RetryAfter time.Duration
+}
+
+// RetryAfterHeader is the HTTP Retry-After value of e: whole seconds,
+// rounded up, at least 1 (the RetryAfter of zero is 1 s).
+func (e *Error) RetryAfterHeader() string {
+	s := int64(math.Ceil(e.RetryAfter.Seconds()))
+	return strconv.FormatInt(max(s, 1), 10)
 }
 
 func (e *Error) Error() string {

@@ -175,8 +175,12 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 		we = e
 	}
 	status := we.Kind.HTTPStatus()
-	if we.Kind == writ.KindUnauthenticated {
+	switch we.Kind {
+	case writ.KindUnauthenticated:
 		w.Header().Set("WWW-Authenticate", `Basic realm="writ"`)
+	case writ.KindUnavailable, writ.KindRateLimited:
+		// Every "retry later" says when (docs/design.md §4.8).
+		w.Header().Set("Retry-After", we.RetryAfterHeader())
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)

@@ -223,8 +223,7 @@ func sourceAddress(r *http.Request) string {
 // retryAfterSeconds is the Retry-After header value for d: whole seconds,
 // at least 1.
 func retryAfterSeconds(d time.Duration) string {
-	s := int64(math.Ceil(d.Seconds()))
-	return strconv.FormatInt(max(s, 1), 10)
+	return (&writ.Error{RetryAfter: d}).RetryAfterHeader()
 }
 
 // routeClass is the class of a route pattern of the table in routes.
