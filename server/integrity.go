@@ -52,20 +52,22 @@ func (s *Server) checkIntegrity(ctx context.Context, budget time.Duration) error
 		p, err := s.store.QuickCheck(cctx, maxIntegrityProblems)
 		done <- integrityResult{p, err}
 	}()
-	t := time.NewTimer(budget)
-	defer t.Stop()
-	select {
-	case r := <-done:
-		cancel()
-		if r.err != nil {
-			return fmt.Errorf("store integrity check: %w", r.err)
+	if budget > 0 {
+		t := time.NewTimer(budget)
+		defer t.Stop()
+		select {
+		case r := <-done:
+			cancel()
+			if r.err != nil {
+				return fmt.Errorf("store integrity check: %w", r.err)
+			}
+			if len(r.problems) > 0 {
+				return &DamagedStoreError{Path: s.store.Path(), Problems: r.problems}
+			}
+			s.log.DebugContext(ctx, "store integrity check passed", slog.Duration("took", time.Since(start)))
+			return nil
+		case <-t.C:
 		}
-		if len(r.problems) > 0 {
-			return &DamagedStoreError{Path: s.store.Path(), Problems: r.problems}
-		}
-		s.log.DebugContext(ctx, "store integrity check passed", slog.Duration("took", time.Since(start)))
-		return nil
-	case <-t.C:
 	}
 	s.log.InfoContext(ctx, "the store's integrity check goes on in the background", slog.Duration("budget", budget))
 	s.integrity = done

@@ -106,7 +106,8 @@ type Options struct {
 	AcceptRollback bool
 	// IntegrityBudget is how long start-up waits for the store's
 	// integrity check before it goes on in the background; 0 means
-	// DefaultIntegrityBudget.
+	// DefaultIntegrityBudget, and a negative one does not wait at all
+	// (the check runs in the background only).
 	IntegrityBudget time.Duration
 }
 
@@ -184,7 +185,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Server, error) {
 	}
 	s.store = store
 	budget := o.IntegrityBudget
-	if budget <= 0 {
+	if budget == 0 {
 		budget = DefaultIntegrityBudget
 	}
 	if err := s.checkIntegrity(ctx, budget); err != nil {
