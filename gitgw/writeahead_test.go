@@ -53,26 +53,35 @@ func (r *rig) hostedRef(t *testing.T, ref string) string {
 
 const runRef = "refs/heads/writ/" + string(testRun) + "/x"
 
-// TestPushRefusedWhenIntentNotRecorded: a push whose write-ahead intent
-// cannot be committed (the store fails) is refused to the real git client
-// with writ's sentence, and the branch does not move.
-func TestPushRefusedWhenIntentNotRecorded(t *testing.T) {
-	r := newRig(t)
+// pushWhileFailing pushes a first commit, then a second one while the
+// store refuses events of type typ ("disk full"); it returns the rig, the
+// branch before the second push, and that push's output and error.
+func pushWhileFailing(t *testing.T, typ string) (r *rig, before, out string, err error) {
+	t.Helper()
+	r = newRig(t)
 	work := r.workClone(t)
 	if out, err := push(work); err != nil {
 		t.Fatalf("first push: %v\n%s", err, out)
 	}
-	before := r.hostedRef(t, runRef)
+	before = r.hostedRef(t, runRef)
 	r.commit(t, work, "c.txt")
 	r.events.mu.Lock()
 	r.events.fail = func(ev *writ.Event) error {
-		if ev.Type == EventRefIntent {
+		if ev.Type == typ {
 			return errors.New("disk full")
 		}
 		return nil
 	}
 	r.events.mu.Unlock()
-	out, err := push(work)
+	out, err = push(work)
+	return r, before, out, err
+}
+
+// TestPushRefusedWhenIntentNotRecorded: a push whose write-ahead intent
+// cannot be committed (the store fails) is refused to the real git client
+// with writ's sentence, and the branch does not move.
+func TestPushRefusedWhenIntentNotRecorded(t *testing.T) {
+	r, before, out, err := pushWhileFailing(t, EventRefIntent)
 	if err == nil || !strings.Contains(out, "remote: writ: writ could not record the push, so nothing was changed") || !strings.Contains(out, "(writ: push_not_recorded)") {
 		t.Errorf("push with a failing store: err %v\n%s", err, out)
 	}
@@ -88,22 +97,7 @@ func TestPushRefusedWhenIntentNotRecorded(t *testing.T) {
 // cannot be written is refused and its ref moved back; reconciliation
 // then closes the intent as abandoned.
 func TestPushRolledBackWhenEventNotRecorded(t *testing.T) {
-	r := newRig(t)
-	work := r.workClone(t)
-	if out, err := push(work); err != nil {
-		t.Fatalf("first push: %v\n%s", err, out)
-	}
-	before := r.hostedRef(t, runRef)
-	r.commit(t, work, "c.txt")
-	r.events.mu.Lock()
-	r.events.fail = func(ev *writ.Event) error {
-		if ev.Type == EventPushed {
-			return errors.New("disk full")
-		}
-		return nil
-	}
-	r.events.mu.Unlock()
-	out, err := push(work)
+	r, before, out, err := pushWhileFailing(t, EventPushed)
 	if err == nil || !strings.Contains(out, "(writ: push_not_recorded)") {
 		t.Errorf("push with a failing store: err %v\n%s", err, out)
 	}
