@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -328,14 +327,9 @@ func TestDamagedPageRefused(t *testing.T) {
 	r = start(t, d.cfg, server.Options{IntegrityBudget: -1}, nil)
 	var body string
 	poll(t, "/readyz to report the damaged store", func() bool {
-		resp, err := http.Get(r.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return resp.StatusCode == http.StatusServiceUnavailable
+		var status int
+		status, body = getReady(t, r.url)
+		return status == http.StatusServiceUnavailable
 	})
 	if !strings.Contains(body, "is damaged") || !strings.Contains(body, "writ restore") {
 		t.Errorf("/readyz said %s; want the damage and the way out", body)
